@@ -1,0 +1,1 @@
+//! kipper-bench (being built; see ARCHITECTURE.md).

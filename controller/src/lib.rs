@@ -1,0 +1,1 @@
+//! kipper-controller (being built; see ARCHITECTURE.md).

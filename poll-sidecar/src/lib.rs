@@ -1,0 +1,1 @@
+//! kipper-poll (being built; see ARCHITECTURE.md).

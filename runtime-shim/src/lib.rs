@@ -1,0 +1,1 @@
+//! kipper-shim (being built; see ARCHITECTURE.md).

