@@ -1,1 +1,6 @@
-//! kipper-bench (being built; see ARCHITECTURE.md).
+//! The benchmark harness of the hot paths. Each benchmark starts the real
+//! binaries against real services, measures, and prints a [`report::Table`]
+//! with the figures and, measured in the same run, the ceilings and
+//! baselines they are compared with. Benchmarks report; they assert nothing.
+
+pub mod report;
