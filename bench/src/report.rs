@@ -77,8 +77,8 @@ mod tests {
         table.row(vec!["ceiling".into(), "5".into()]);
         let text = table.render();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[2].len(), lines[3].len());
-        assert!(lines[4].ends_with("      5"), "{text}");
+        assert_eq!(lines[2].len(), lines[3].len(), "{text}");
+        assert!(lines[5].ends_with("       5"), "{text}");
     }
 
     #[test]
