@@ -310,8 +310,11 @@ impl MysqlSource {
                 .conn
                 .exec(&session.claim, (limit, self.offset))
                 .await?;
+            let page = rows.len();
+            let got = session.names.len() + 1;
+            let rows: Vec<Row> = rows.into_iter().filter(|r| taken(r, got)).collect();
             let events = events(&rows, session);
-            self.pass_ended = rows.len() < max;
+            self.pass_ended = page < max;
             self.offset = if self.pass_ended {
                 0
             } else {
@@ -322,10 +325,12 @@ impl MysqlSource {
             return Ok(events);
         }
         let keys: Vec<Row> = session.conn.exec(&session.claim, (limit,)).await?;
+        let k = self.keys.len();
+        // Rows whose lock another replica took first are not ours.
+        let keys: Vec<Row> = keys.into_iter().filter(|r| taken(r, k + 1)).collect();
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let k = self.keys.len();
         let mut locked = Vec::with_capacity(keys.len());
         let mut values: Vec<Value> = Vec::with_capacity(keys.len() * k);
         for row in &keys {
@@ -384,6 +389,12 @@ impl MysqlSource {
     }
 }
 
+/// Whether the row's `kipper_got` column (at `index`) says the lock was taken.
+fn taken(row: &Row, index: usize) -> bool {
+    matches!(row.as_ref(index), Some(Value::Int(1) | Value::UInt(1)))
+        || matches!(row.as_ref(index), Some(Value::Bytes(b)) if b.as_slice() == b"1")
+}
+
 /// The part of a lock name that identifies the row across replicas.
 fn idempotency_id(lock: &str) -> &str {
     lock.rsplit(':').next().unwrap_or(lock)
@@ -419,7 +430,8 @@ fn events(rows: &[Row], session: &Session) -> Vec<Claimed<MyHandle>> {
     let mut buf = BytesMut::with_capacity(rows.len() * 128);
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let n = row.len().saturating_sub(1);
+        // User columns, then kipper_key (and, from a claim, kipper_got).
+        let n = session.names.len();
         buf.put_u8(b'{');
         for i in 0..n {
             if i > 0 {

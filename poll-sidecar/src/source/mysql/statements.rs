@@ -20,14 +20,11 @@ pub fn lock_name(alias: &str, columns: &[String], seed: u64) -> String {
     )
 }
 
-/// Takes the lock unless this session already holds it; 1 when taken now.
-fn try_lock(name: &str) -> String {
-    format!(
-        "(CASE WHEN IS_USED_LOCK({name}) = CONNECTION_ID() THEN 0 ELSE GET_LOCK({name}, 0) END) = 1"
-    )
-}
-
-/// Locks and returns up to `?` rows' identity columns and lock names.
+/// Locks and returns up to `?` rows' identity columns, lock names and
+/// whether the lock was taken (`kipper_got` = 1). The WHERE only skips rows
+/// some session holds (side-effect free, so it may be evaluated any number of
+/// times); `GET_LOCK` stands in the select list, which MySQL evaluates once
+/// per returned row, so no lock is ever taken for a row we do not see.
 pub fn claim_keys(query: &str, keys: &[String], seed: u64) -> String {
     let name = lock_name("kipper_q", keys, seed);
     let cols: Vec<String> = keys
@@ -35,9 +32,9 @@ pub fn claim_keys(query: &str, keys: &[String], seed: u64) -> String {
         .map(|c| format!("kipper_q.{}", ident(c)))
         .collect();
     format!(
-        "SELECT {cols}, {name} AS kipper_key FROM ({query}) AS kipper_q WHERE {lock} LIMIT ?",
-        cols = cols.join(", "),
-        lock = try_lock(&name)
+        "SELECT {cols}, {name} AS kipper_key, GET_LOCK({name}, 0) AS kipper_got FROM ({query}) AS kipper_q \
+         WHERE IS_USED_LOCK({name}) IS NULL LIMIT ?",
+        cols = cols.join(", ")
     )
 }
 
@@ -57,12 +54,12 @@ pub fn verify(query: &str, keys: &[String], seed: u64, rows: usize) -> String {
 }
 
 /// Without a mark-done: one page (`LIMIT ? OFFSET ?`) of the query, locking
-/// each row not held; `all` are the query's columns, the row's identity.
+/// each row no session holds; `all` are the query's columns, the row's identity.
 pub fn claim_rows(query: &str, all: &[String], seed: u64) -> String {
     let name = lock_name("kipper_p", all, seed);
     format!(
-        "SELECT kipper_p.*, {name} AS kipper_key FROM (SELECT * FROM ({query}) AS kipper_q LIMIT ? OFFSET ?) AS kipper_p WHERE {lock}",
-        lock = try_lock(&name)
+        "SELECT kipper_p.*, {name} AS kipper_key, GET_LOCK({name}, 0) AS kipper_got \
+         FROM (SELECT * FROM ({query}) AS kipper_q LIMIT ? OFFSET ?) AS kipper_p WHERE IS_USED_LOCK({name}) IS NULL"
     )
 }
 
