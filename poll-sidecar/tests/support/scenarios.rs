@@ -417,3 +417,32 @@ pub async fn without_mark_done_every_poll_delivers_again(db: Db) {
     );
     assert_eq!(db.with_status(&t, "pending").await, 5, "nothing marked");
 }
+
+/// A failing answer with `Retry-After` is retried no sooner than asked.
+pub async fn retry_after_is_honoured(db: Db) {
+    let t = unique("kp_retry_after");
+    let _guard = TableGuard::new(&db, &t);
+    db.orders(&t, 3).await;
+    let handler = Handler::start(
+        0,
+        &["--fail-first=1", "--fail-status=429", "--retry-after=1"],
+    );
+    let _sidecar = Sidecar::start(&env(&db, &handler.url(), &t, &[]));
+    wait_until("all rows done", LONG, async || {
+        db.with_status(&t, "done").await == 3
+    })
+    .await;
+    for (key, mut list) in by_key(&handler.deliveries()) {
+        list.sort_by(|a, b| a.start.total_cmp(&b.start));
+        assert_eq!(
+            list.iter().map(|d| d.attempt).collect::<Vec<_>>(),
+            vec![1, 2],
+            "{key}"
+        );
+        let waited = list[1].start - list[0].end;
+        assert!(
+            waited >= 0.9,
+            "Retry-After: 1 honoured, waited {waited:.3}s for {key}"
+        );
+    }
+}
