@@ -172,6 +172,11 @@ async fn admin_port_serves_metrics_health_and_readiness() {
     assert!(get("/nope").lines().next().unwrap_or("").contains(" 404"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letter_without_mark_failed_parks_the_row() {
+    scenarios::dead_letter_without_mark_failed_parks_the_row(Db::postgres().await).await;
+}
+
 /// The type-mapping table of CONTRACT section 2, column by column.
 #[tokio::test(flavor = "multi_thread")]
 async fn row_types_map_to_json() {
