@@ -291,7 +291,7 @@ impl<S: Source> Pump<S> {
                 // Nothing to ask the source: wait for a delivery to finish, the
                 // settle or idle wait to end, the gate to open, or shutdown.
                 let mut wake = Instant::now() + Duration::from_secs(3600);
-                if let Some(t) = idle_until {
+                if let Some(t) = idle_until.filter(|t| *t > Instant::now()) {
                     wake = wake.min(t);
                 }
                 if let Some(t) = settled.since {

@@ -76,6 +76,10 @@ impl Settled {
     }
 }
 
+/// How long the gate stays shut after a 503 with nothing in flight before a
+/// probe may let one batch try again.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
+
 /// Bytes of an error answer kept for the failure reason.
 const REASON_BYTES: usize = 200;
 /// The most the client reads of an answer; the rest is dropped with the connection.
@@ -173,6 +177,10 @@ impl Deliverer {
                     Closed::Refused
                 });
             }
+            // Any other answer (a 500 too) shows the handler is up and serving.
+            Outcome::Failed(Failure { reason, .. }) if reason.starts_with("HTTP ") => {
+                inner.gate.confirm()
+            }
             Outcome::Failed(_) => {}
         }
         outcome
@@ -251,8 +259,14 @@ impl Deliverer {
     pub async fn wait_ready(&self, cancel: &CancellationToken) -> bool {
         let gate = self.gate();
         let mut wait = Duration::from_millis(50);
+        let since = tokio::time::Instant::now();
         while let Some(why) = gate.closed() {
-            let probe_clears = self.inner.ready_url.is_some() || why != Closed::Unavailable;
+            // After a 503 only a delivery proves readiness, but when none is
+            // left in flight to prove it, a probe lets one batch try again
+            // (half-open) every UNAVAILABLE_RETRY.
+            let probe_clears = self.inner.ready_url.is_some()
+                || why != Closed::Unavailable
+                || since.elapsed() >= UNAVAILABLE_RETRY;
             if probe_clears && self.probe().await {
                 gate.open();
                 break;
