@@ -283,7 +283,8 @@ impl<S: Source> Pump<S> {
                 // The backlog gauge: when idle, and at most every few seconds during a backlog.
                 if idle_until.is_some() || backlog_at.elapsed() >= BACKLOG_EVERY {
                     backlog_at = Instant::now();
-                    self.refresh_backlog().await;
+                    let counted = drive(self.source.backlog(), &mut flight, &mut settled).await;
+                    self.set_backlog(counted);
                 }
             } else if stopping && !moving && held == 0 {
                 break;
@@ -317,8 +318,8 @@ impl<S: Source> Pump<S> {
         tracing::info!(message = "Pump stopped.");
     }
 
-    async fn refresh_backlog(&mut self) {
-        match self.source.backlog().await {
+    fn set_backlog(&self, counted: crate::Result<Option<u64>>) {
+        match counted {
             Ok(Some(n)) => {
                 self.metrics
                     .backlog
