@@ -13,7 +13,10 @@ use kipper_bench::poll::sql::{Dialect, SqlWorkload};
 use kipper_bench::poll::{self, Options};
 
 #[derive(Debug, Parser)]
-#[command(name = "bench-poll", about = "Benchmark kipper-poll against a no-op handler, with ceilings.")]
+#[command(
+    name = "bench-poll",
+    about = "Benchmark kipper-poll against a no-op handler, with ceilings."
+)]
 struct Cli {
     #[command(subcommand)]
     source: SourceCmd,
@@ -41,12 +44,20 @@ struct Cli {
 enum SourceCmd {
     /// PostgreSQL: the orders table of the Functions page.
     Postgres {
-        #[arg(long, env = "KIPPER_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        #[arg(
+            long,
+            env = "KIPPER_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
         url: String,
     },
     /// MySQL / MariaDB: the same table.
     Mysql {
-        #[arg(long, env = "KIPPER_BENCH_MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306/test")]
+        #[arg(
+            long,
+            env = "KIPPER_BENCH_MYSQL_URL",
+            default_value = "mysql://root@127.0.0.1:3306/test"
+        )]
         url: String,
     },
 }
@@ -62,7 +73,19 @@ async fn main() -> anyhow::Result<()> {
         concurrency: cli.concurrency,
     };
     match cli.source {
-        SourceCmd::Postgres { url } => poll::run(SqlWorkload::new(Dialect::Postgres, url, cli.batch_size), options).await,
-        SourceCmd::Mysql { url } => poll::run(SqlWorkload::new(Dialect::Mysql, url, cli.batch_size), options).await,
+        SourceCmd::Postgres { url } => {
+            poll::run(
+                SqlWorkload::new(Dialect::Postgres, url, cli.batch_size),
+                options,
+            )
+            .await
+        }
+        SourceCmd::Mysql { url } => {
+            poll::run(
+                SqlWorkload::new(Dialect::Mysql, url, cli.batch_size),
+                options,
+            )
+            .await
+        }
     }
 }
