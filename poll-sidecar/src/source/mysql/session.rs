@@ -49,6 +49,20 @@ impl Session {
         seed: u64,
     ) -> Result<Self> {
         let c = &config.connection;
+        for (key, value) in &c.params {
+            let wants_tls = matches!(key.as_str(), "ssl-mode" | "sslmode" | "ssl_mode")
+                && !value.eq_ignore_ascii_case("disabled")
+                && !value.eq_ignore_ascii_case("preferred")
+                || key == "require_ssl" && value == "true";
+            if wants_tls {
+                return Err(Error::config(
+                    "KIPPER_SOURCE_URL",
+                    format!(
+                        "{key}={value}: TLS to MySQL is not supported yet; use ssl-mode=DISABLED"
+                    ),
+                ));
+            }
+        }
         let opts = OptsBuilder::default()
             .ip_or_hostname(c.host.clone())
             .tcp_port(c.port)
