@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 /// counts the requests.
 #[derive(Debug, Clone)]
 pub struct NoopHandler {
+    /// Where it listens.
     pub addr: SocketAddr,
     requests: Arc<AtomicU64>,
 }

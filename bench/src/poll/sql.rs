@@ -22,7 +22,9 @@ const SEED_CHUNK: u64 = 5_000;
 /// Which database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// PostgreSQL.
     Postgres,
+    /// MySQL or MariaDB.
     Mysql,
 }
 

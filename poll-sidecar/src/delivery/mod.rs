@@ -58,11 +58,22 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
     /// A 2xx after `attempts` attempts.
-    Delivered { attempts: u32 },
-    /// The attempt cap was reached; `error` is the last failure.
-    Dead { attempts: u32, error: String },
+    Delivered {
+        /// Attempts made, the successful one included.
+        attempts: u32,
+    },
+    /// The attempt cap was reached.
+    Dead {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        error: String,
+    },
     /// Shutdown came first; the event was not delivered.
-    Cancelled { attempts: u32 },
+    Cancelled {
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 impl Settled {
