@@ -78,13 +78,13 @@ impl<H> Settlement<H> {
         match settled {
             Settled::Delivered { .. } => {
                 self.delivered += 1;
-                self.failed_attempts += attempts - 1;
-                self.retries += attempts - 1;
+                self.failed_attempts += attempts.saturating_sub(1);
+                self.retries += attempts.saturating_sub(1);
                 self.done.push(event);
             }
             Settled::Dead { attempts, error } => {
                 self.failed_attempts += u64::from(attempts);
-                self.retries += u64::from(attempts) - 1;
+                self.retries += u64::from(attempts).saturating_sub(1);
                 self.dead.push(DeadLetter {
                     event,
                     attempts,

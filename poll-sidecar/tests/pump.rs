@@ -233,3 +233,21 @@ async fn one_attempt_reports_the_answer_and_sends_the_headers() {
     );
     assert_eq!(deliveries[1].body, serde_json::json!({"a": 1}));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_event_is_dead_lettered_unsent() {
+    let handler = support::Handler::start(0, &[]);
+    let deliverer = Deliverer::new(&delivery(&handler.url(), 3), Metrics::new());
+    let huge = Bytes::from(vec![b' '; kipper_poll::delivery::MAX_EVENT_BYTES + 1]);
+    let settled = deliverer
+        .deliver_with_retries("big", &huge, &CancellationToken::new())
+        .await;
+    assert!(
+        matches!(
+            settled,
+            kipper_poll::delivery::Settled::Dead { attempts: 0, .. }
+        ),
+        "{settled:?}"
+    );
+    assert!(handler.deliveries().is_empty());
+}

@@ -91,6 +91,10 @@ impl Settled {
 /// probe may let one batch try again.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
+/// The largest event body delivered; larger ones are dead-lettered unsent
+/// (a row or item that size is a mistake, and memory is bounded).
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Bytes of an error answer kept for the failure reason.
 const REASON_BYTES: usize = 200;
 /// The most the client reads of an answer; the rest is dropped with the connection.
@@ -207,6 +211,14 @@ impl Deliverer {
         cancel: &CancellationToken,
     ) -> Settled {
         let inner = &*self.inner;
+        if body.len() > MAX_EVENT_BYTES {
+            // A bad event must not block the others: dead-letter it unsent.
+            let error = format!(
+                "event of {} bytes exceeds the {MAX_EVENT_BYTES}-byte limit",
+                body.len()
+            );
+            return Settled::Dead { attempts: 0, error };
+        }
         let mut attempts = 0u32;
         let mut counted = 0u32;
         loop {
