@@ -91,6 +91,10 @@ impl Settled {
 /// probe may let one batch try again.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
+/// The longest wait between attempts while the target is not ready (unless
+/// it sends a longer Retry-After).
+const NOT_READY_WAIT: Duration = Duration::from_secs(2);
+
 /// The largest event body delivered; larger ones are dead-lettered unsent
 /// (a row or item that size is a mistake, and memory is bounded).
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
@@ -227,10 +231,12 @@ impl Deliverer {
                 Outcome::Delivered => return Settled::Delivered { attempts },
                 Outcome::Failed(failure) => failure,
             };
-            // A 503 counts only when the ready URL says the target is ready: then
-            // it is the handler's verdict on this event, not a start-up state.
+            // A 503 counts only when the ready URL says the target is ready and
+            // it asks for no Retry-After: then it is the handler's verdict on
+            // this event, not a start-up state or backpressure.
             let counts = !failure.not_ready
                 || (failure.reason.starts_with("HTTP 503")
+                    && failure.retry_after.is_none()
                     && inner.ready_url.is_some()
                     && self.probe().await);
             if counts {
@@ -243,7 +249,13 @@ impl Deliverer {
                 }
             }
             tracing::debug!(message = "Delivery failed; retrying.", id, attempts, reason = %failure.reason);
-            let wait = inner.backoff.wait_or(counted.max(1), failure.retry_after);
+            let wait = match (failure.retry_after, counts) {
+                (Some(asked), _) => inner.backoff.wait_or(attempts, Some(asked)),
+                (None, true) => inner.backoff.wait(counted),
+                // Not ready: keep checking often, so delivery resumes soon
+                // after the handler is up.
+                (None, false) => inner.backoff.wait(attempts).min(NOT_READY_WAIT),
+            };
             tokio::select! {
                 () = cancel.cancelled() => return Settled::Cancelled { attempts },
                 () = tokio::time::sleep(wait) => {}
