@@ -303,7 +303,7 @@ impl Args {
             ));
         }
         let pump = PumpConfig {
-            batch_size: number("KIPPER_BATCH_SIZE", &self.batch_size, 1, 10_000)?,
+            batch_size: number("KIPPER_BATCH_SIZE", &self.batch_size, 1, 5_000)?,
             poll_interval: duration("KIPPER_POLL_INTERVAL", &self.poll_interval)?,
             shutdown_grace: duration("KIPPER_SHUTDOWN_GRACE", &self.shutdown_grace)?,
         };
