@@ -1,0 +1,392 @@
+//! One language worker process and the two tasks that carry its frames.
+//!
+//! Requests append their `INVOKE` frame to a shared buffer and wake the writer
+//! task, which sends everything queued in one `write`: under load one syscall
+//! carries many requests, and the worker answers many with one `sendall`.
+//! The reader task completes each request's oneshot by frame id.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::{Child, Command};
+use tokio::sync::{Notify, oneshot};
+
+use crate::protocol::{self, Frame, Invoke, Reply};
+use crate::{Error, Result};
+
+/// How to start a worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Where the per-worker unix sockets are created.
+    pub socket_dir: PathBuf,
+    /// Longest wait for the handler to load.
+    pub load_timeout: Duration,
+}
+
+/// Why a worker could not be started.
+#[derive(Debug)]
+pub enum StartError {
+    /// The handler failed to load: every request gets 503 until it is fixed.
+    LoadFailed(String),
+    /// The process could not be started or died early for another reason.
+    Other(Error),
+}
+
+struct Pending {
+    tx: oneshot::Sender<Reply>,
+    request_id: Box<str>,
+}
+
+/// A worker the pool dispatches to.
+pub struct Worker {
+    pub slot: usize,
+    pub pid: Option<u32>,
+    out: Mutex<Vec<u8>>,
+    wake: Notify,
+    pending: Mutex<HashMap<u32, Pending>>,
+    next_id: AtomicU32,
+    inflight: AtomicUsize,
+    dead: AtomicBool,
+    /// Signalled when the worker must be killed (timeout, broken pipe).
+    pub(crate) kill: Notify,
+    pub(crate) killed_for_timeout: AtomicBool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("slot", &self.slot)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request in flight on a worker; dropping it forgets the request.
+pub struct Ticket {
+    worker: Arc<Worker>,
+    id: u32,
+    rx: Option<oneshot::Receiver<Reply>>,
+}
+
+impl Ticket {
+    /// Waits for the worker's reply; `None` when the worker died first.
+    pub async fn reply(&mut self) -> Option<Reply> {
+        let rx = self.rx.as_mut()?;
+        let reply = rx.await.ok();
+        self.rx = None;
+        reply
+    }
+
+    /// The worker serving this request.
+    pub fn worker(&self) -> &Arc<Worker> {
+        &self.worker
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.rx.is_some() {
+            self.worker.take_pending(self.id);
+        }
+    }
+}
+
+/// A started worker: the handle the pool shares, and what the supervisor owns.
+pub struct Running {
+    pub worker: Arc<Worker>,
+    pub child: Child,
+}
+
+impl Worker {
+    /// Requests currently on this worker.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker's connection is gone.
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
+    }
+
+    /// Queues one invocation; the frame id is assigned here.
+    pub fn invoke(self: &Arc<Self>, mut invoke: Invoke<'_>) -> Option<Ticket> {
+        if self.is_dead() {
+            return None;
+        }
+        let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        invoke.id = id;
+        let (tx, rx) = oneshot::channel();
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).insert(
+            id,
+            Pending {
+                tx,
+                request_id: invoke.request_id.into(),
+            },
+        );
+        let was_empty = {
+            let mut out = lock(&self.out);
+            let was_empty = out.is_empty();
+            invoke.encode(&mut out);
+            was_empty
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Some(Ticket {
+            worker: self.clone(),
+            id,
+            rx: Some(rx),
+        })
+    }
+
+    fn take_pending(&self, id: u32) -> Option<Pending> {
+        let pending = lock(&self.pending).remove(&id);
+        if pending.is_some() {
+            self.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+        pending
+    }
+
+    /// Asks the supervisor to kill and replace this worker.
+    pub fn kill(&self, for_timeout: bool) {
+        if for_timeout {
+            self.killed_for_timeout.store(true, Ordering::Relaxed);
+        }
+        self.dead.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+        self.kill.notify_one();
+    }
+
+    /// Marks the worker dead and fails every request still on it.
+    fn die(&self) {
+        self.dead.store(true, Ordering::Relaxed);
+        let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
+        self.inflight.fetch_sub(drained.len(), Ordering::Relaxed);
+        drop(drained);
+        self.wake.notify_one();
+        self.kill.notify_one();
+    }
+}
+
+/// Locks a mutex, recovering from a poisoned lock: the data (a buffer or a
+/// map of senders) stays consistent even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts a worker process and waits until its handler is loaded.
+pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Running, StartError> {
+    let socket = spec.socket_dir.join(format!("w{slot}-{generation}.sock"));
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(|source| {
+        StartError::Other(Error::Io {
+            what: "cannot create the worker socket",
+            path: socket.clone(),
+            source,
+        })
+    })?;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("KIPPER_SHIM_SOCKET", &socket)
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        StartError::LoadFailed(format!(
+            "cannot start `{}` ({e}); install it or set KIPPER_NODE_BIN / KIPPER_PYTHON_BIN",
+            spec.program
+        ))
+    })?;
+    let pid = child.id();
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward_lines(stdout, slot, "stdout"));
+    }
+    let stderr_tail = Arc::new(Mutex::new(Vec::<String>::new()));
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_stderr(stderr, slot, stderr_tail.clone()));
+    }
+    let connected = tokio::select! {
+        accepted = tokio::time::timeout(spec.load_timeout, listener.accept()) => match accepted {
+            Ok(Ok((stream, _))) => Ok(stream),
+            Ok(Err(e)) => Err(StartError::Other(Error::Worker(format!("accepting the worker connection: {e}")))),
+            Err(_) => Err(StartError::LoadFailed(format!("the {} worker did not connect within {:?}", spec.program, spec.load_timeout))),
+        },
+        status = child.wait() => Err(exited_early(status, &stderr_tail).await),
+    };
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    let stream = connected?;
+    let (mut read, write) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let load = async {
+        loop {
+            while let Some(frame) = protocol::decode(&mut buf).map_err(StartError::Other)? {
+                match frame {
+                    Frame::Ready => return Ok(()),
+                    Frame::LoadFailed(msg) => return Err(StartError::LoadFailed(msg)),
+                    Frame::Log { stderr, text, .. } => log_handler_line(slot, "", stderr, &text),
+                    Frame::Result(_) => {
+                        return Err(StartError::Other(Error::Protocol(
+                            "RESULT before READY".into(),
+                        )));
+                    }
+                }
+            }
+            match read.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    return Err(StartError::LoadFailed(
+                        "the worker closed its connection before the handler loaded".into(),
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+    };
+    let loaded = tokio::select! {
+        r = tokio::time::timeout(spec.load_timeout, load) => r.unwrap_or_else(|_| Err(StartError::LoadFailed(format!("the handler did not load within {:?}", spec.load_timeout)))),
+        status = child.wait() => Err(exited_early(status, &stderr_tail).await),
+    };
+    loaded?;
+    let worker = Arc::new(Worker {
+        slot,
+        pid,
+        out: Mutex::new(Vec::with_capacity(64 * 1024)),
+        wake: Notify::new(),
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU32::new(1),
+        inflight: AtomicUsize::new(0),
+        dead: AtomicBool::new(false),
+        kill: Notify::new(),
+        killed_for_timeout: AtomicBool::new(false),
+    });
+    tokio::spawn(read_loop(worker.clone(), read, buf));
+    tokio::spawn(write_loop(worker.clone(), write));
+    Ok(Running { worker, child })
+}
+
+async fn exited_early(
+    status: std::io::Result<ExitStatus>,
+    tail: &Mutex<Vec<String>>,
+) -> StartError {
+    // Let the stderr forwarder catch the last lines.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tail = lock(tail).join(" | ");
+    let status = status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|e| e.to_string());
+    StartError::LoadFailed(format!(
+        "the worker exited ({status}) before the handler loaded: {tail}"
+    ))
+}
+
+async fn read_loop(worker: Arc<Worker>, mut read: OwnedReadHalf, mut buf: BytesMut) {
+    'outer: loop {
+        loop {
+            match protocol::decode(&mut buf) {
+                Ok(Some(Frame::Result(reply))) => {
+                    if let Some(p) = worker.take_pending(reply.id) {
+                        let _ = p.tx.send(reply);
+                    }
+                }
+                Ok(Some(Frame::Log { id, stderr, text })) => {
+                    let request_id = lock(&worker.pending)
+                        .get(&id)
+                        .map(|p| p.request_id.clone())
+                        .unwrap_or_default();
+                    log_handler_line(worker.slot, &request_id, stderr, &text);
+                }
+                Ok(Some(Frame::Ready | Frame::LoadFailed(_))) => {}
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::error!(message = "worker sent a malformed frame; replacing it", worker = worker.slot, %error);
+                    break 'outer;
+                }
+            }
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    worker.die();
+}
+
+async fn write_loop(worker: Arc<Worker>, mut write: OwnedWriteHalf) {
+    let mut spare = Vec::with_capacity(64 * 1024);
+    loop {
+        worker.wake.notified().await;
+        if worker.is_dead() {
+            break;
+        }
+        {
+            let mut out = lock(&worker.out);
+            std::mem::swap(&mut *out, &mut spare);
+        }
+        if spare.is_empty() {
+            continue;
+        }
+        if write.write_all(&spare).await.is_err() {
+            worker.die();
+            break;
+        }
+        spare.clear();
+        if spare.capacity() > 4 * 1024 * 1024 {
+            spare.shrink_to(64 * 1024);
+        }
+    }
+    // Dropping the write half closes the socket: the worker sees EOF and exits.
+}
+
+fn log_handler_line(slot: usize, request_id: &str, stderr: bool, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    let stream = if stderr { "stderr" } else { "stdout" };
+    if request_id.is_empty() {
+        tracing::info!(target: "handler", worker = slot, stream, "{}", text.trim_end());
+    } else {
+        tracing::info!(target: "handler", request_id, worker = slot, stream, "{}", text.trim_end());
+    }
+}
+
+async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, slot: usize, name: &'static str) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "handler", worker = slot, stream = name, "{line}");
+    }
+}
+
+async fn forward_stderr(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    slot: usize,
+    tail: Arc<Mutex<Vec<String>>>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        {
+            let mut tail = lock(&tail);
+            if tail.len() >= 10 {
+                tail.remove(0);
+            }
+            tail.push(line.clone());
+        }
+        tracing::info!(target: "handler", worker = slot, stream = "stderr", "{line}");
+    }
+}
