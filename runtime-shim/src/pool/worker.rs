@@ -22,6 +22,8 @@ use tokio::sync::{Notify, oneshot};
 use crate::protocol::{self, Frame, Invoke, Reply};
 use crate::{Error, Result};
 
+const CLOSED_EARLY: &str = "the worker closed its connection before the handler loaded";
+
 /// How to start a worker process.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
@@ -224,13 +226,30 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(forward_stderr(stderr, slot, stderr_tail.clone()));
     }
-    let connected = tokio::select! {
-        accepted = tokio::time::timeout(spec.load_timeout, listener.accept()) => match accepted {
-            Ok(Ok((stream, _))) => Ok(stream),
-            Ok(Err(e)) => Err(StartError::Other(Error::Worker(format!("accepting the worker connection: {e}")))),
-            Err(_) => Err(StartError::LoadFailed(format!("the {} worker did not connect within {:?}", spec.program, spec.load_timeout))),
-        },
-        status = child.wait() => Err(exited_early(status, &stderr_tail).await),
+    let accepted = {
+        let accept = tokio::time::timeout(spec.load_timeout, listener.accept());
+        tokio::pin!(accept);
+        tokio::select! {
+        biased;
+        accepted = &mut accept => accepted,
+        status = child.wait() => {
+            // It may have connected (to report a load failure) just before exiting.
+            match tokio::time::timeout(Duration::from_millis(200), &mut accept).await {
+                Ok(accepted) => accepted,
+                Err(_) => return Err(exited_early(status, &stderr_tail).await),
+            }
+        }
+        }
+    };
+    let connected = match accepted {
+        Ok(Ok((stream, _))) => Ok(stream),
+        Ok(Err(e)) => Err(StartError::Other(Error::Worker(format!(
+            "accepting the worker connection: {e}"
+        )))),
+        Err(_) => Err(StartError::LoadFailed(format!(
+            "the {} worker did not connect within {:?}",
+            spec.program, spec.load_timeout
+        ))),
     };
     drop(listener);
     let _ = std::fs::remove_file(&socket);
@@ -261,9 +280,18 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
             }
         }
     };
+    let load = tokio::time::timeout(spec.load_timeout, load);
+    tokio::pin!(load);
     let loaded = tokio::select! {
-        r = tokio::time::timeout(spec.load_timeout, load) => r.unwrap_or_else(|_| Err(StartError::LoadFailed(format!("the handler did not load within {:?}", spec.load_timeout)))),
-        status = child.wait() => Err(exited_early(status, &stderr_tail).await),
+        biased;
+        r = &mut load => r.unwrap_or_else(|_| Err(StartError::LoadFailed(format!("the handler did not load within {:?}", spec.load_timeout)))),
+        status = child.wait() => {
+            // A worker that exits on a load failure says why first: read it.
+            match tokio::time::timeout(Duration::from_millis(500), &mut load).await {
+                Ok(Ok(Err(StartError::LoadFailed(m)))) if !m.starts_with(CLOSED_EARLY) => Err(StartError::LoadFailed(m)),
+                _ => Err(exited_early(status, &stderr_tail).await),
+            }
+        }
     };
     loaded?;
     let worker = Arc::new(Worker {
