@@ -88,11 +88,11 @@ pub async fn run(mut config: Config) -> Result<ExitCode> {
         return Ok(1);
     };
     let code = match tokio::time::timeout(config.timeout, ticket.reply()).await {
-        Ok(Some(reply)) => {
+        Ok(worker::Delivery::Reply(reply)) => {
             print(&String::from_utf8_lossy(&reply.body));
             i32::from(reply.status != 0)
         }
-        Ok(None) => {
+        Ok(worker::Delivery::NotSent | worker::Delivery::Lost) => {
             print(r#"{"error":"the worker exited during the invocation"}"#);
             1
         }

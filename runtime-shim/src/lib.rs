@@ -9,6 +9,9 @@
 //! `package.json` / `requirements.txt` first; [`batch`] runs the handler once
 //! for cron and test runs.
 
+// Unit tests may unwrap: a panic is the failure report there.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod batch;
 pub mod bootstrap;
 pub mod config;

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,18 +47,38 @@ pub enum StartError {
 }
 
 struct Pending {
-    tx: oneshot::Sender<Reply>,
+    tx: oneshot::Sender<Delivery>,
     request_id: Box<str>,
+    /// Position in the write order, to tell sent from unsent when the worker dies.
+    seq: u64,
+}
+
+/// How an invocation ended on its worker.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The worker answered.
+    Reply(Reply),
+    /// The worker died before the request was written to it: safe to send elsewhere.
+    NotSent,
+    /// The worker died after the request was written: it may have run.
+    Lost,
+}
+
+/// The queue of frames not yet written, in id order.
+struct Outbox {
+    buf: Vec<u8>,
+    next_seq: u64,
 }
 
 /// A worker the pool dispatches to.
 pub struct Worker {
     pub slot: usize,
     pub pid: Option<u32>,
-    out: Mutex<Vec<u8>>,
+    out: Mutex<Outbox>,
     wake: Notify,
     pending: Mutex<HashMap<u32, Pending>>,
-    next_id: AtomicU32,
+    /// Sequence number of the last frame fully written to the socket.
+    written: AtomicU64,
     inflight: AtomicUsize,
     dead: AtomicBool,
     /// Signalled when the worker must be killed (timeout, broken pipe).
@@ -79,16 +99,18 @@ impl std::fmt::Debug for Worker {
 pub struct Ticket {
     worker: Arc<Worker>,
     id: u32,
-    rx: Option<oneshot::Receiver<Reply>>,
+    rx: Option<oneshot::Receiver<Delivery>>,
 }
 
 impl Ticket {
-    /// Waits for the worker's reply; `None` when the worker died first.
-    pub async fn reply(&mut self) -> Option<Reply> {
-        let rx = self.rx.as_mut()?;
-        let reply = rx.await.ok();
+    /// Waits for the worker's answer.
+    pub async fn reply(&mut self) -> Delivery {
+        let Some(rx) = self.rx.as_mut() else {
+            return Delivery::Lost;
+        };
+        let delivery = rx.await.unwrap_or(Delivery::Lost);
         self.rx = None;
-        reply
+        delivery
     }
 
     /// The worker serving this request.
@@ -122,30 +144,37 @@ impl Worker {
         self.dead.load(Ordering::Relaxed)
     }
 
-    /// Queues one invocation; the frame id is assigned here.
+    /// Queues one invocation; the frame id is assigned here, under the outbox
+    /// lock, so frames sit in the outbox in sequence order.
     pub fn invoke(self: &Arc<Self>, mut invoke: Invoke<'_>) -> Option<Ticket> {
         if self.is_dead() {
             return None;
         }
-        let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if id == 0 {
-            id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        }
-        invoke.id = id;
         let (tx, rx) = oneshot::channel();
-        self.inflight.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pending).insert(
-            id,
-            Pending {
-                tx,
-                request_id: invoke.request_id.into(),
-            },
-        );
-        let was_empty = {
+        let (id, was_empty) = {
             let mut out = lock(&self.out);
-            let was_empty = out.is_empty();
-            invoke.encode(&mut out);
-            was_empty
+            // Checked under the outbox lock: `die` sets the flag under it too,
+            // so a request is either refused here or drained by `die`.
+            if self.is_dead() {
+                return None;
+            }
+            out.next_seq += 1;
+            let seq = out.next_seq;
+            // The wire id is the low half of the sequence; 0 means "no invocation".
+            let id = (seq as u32).max(1);
+            invoke.id = id;
+            self.inflight.fetch_add(1, Ordering::Relaxed);
+            lock(&self.pending).insert(
+                id,
+                Pending {
+                    tx,
+                    request_id: invoke.request_id.into(),
+                    seq,
+                },
+            );
+            let was_empty = out.buf.is_empty();
+            invoke.encode(&mut out.buf);
+            (id, was_empty)
         };
         if was_empty {
             self.wake.notify_one();
@@ -170,17 +199,29 @@ impl Worker {
         if for_timeout {
             self.killed_for_timeout.store(true, Ordering::Relaxed);
         }
-        self.dead.store(true, Ordering::Relaxed);
+        self.mark_dead();
         self.wake.notify_one();
         self.kill.notify_one();
     }
 
+    fn mark_dead(&self) {
+        let _out = lock(&self.out);
+        self.dead.store(true, Ordering::Relaxed);
+    }
+
     /// Marks the worker dead and fails every request still on it.
     fn die(&self) {
-        self.dead.store(true, Ordering::Relaxed);
+        self.mark_dead();
         let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
         self.inflight.fetch_sub(drained.len(), Ordering::Relaxed);
-        drop(drained);
+        let written = self.written.load(Ordering::Acquire);
+        for p in drained {
+            let _ = p.tx.send(if p.seq > written {
+                Delivery::NotSent
+            } else {
+                Delivery::Lost
+            });
+        }
         self.wake.notify_one();
         self.kill.notify_one();
     }
@@ -297,10 +338,13 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
     let worker = Arc::new(Worker {
         slot,
         pid,
-        out: Mutex::new(Vec::with_capacity(64 * 1024)),
+        out: Mutex::new(Outbox {
+            buf: Vec::with_capacity(64 * 1024),
+            next_seq: 0,
+        }),
         wake: Notify::new(),
         pending: Mutex::new(HashMap::new()),
-        next_id: AtomicU32::new(1),
+        written: AtomicU64::new(0),
         inflight: AtomicUsize::new(0),
         dead: AtomicBool::new(false),
         kill: Notify::new(),
@@ -332,7 +376,7 @@ async fn read_loop(worker: Arc<Worker>, mut read: OwnedReadHalf, mut buf: BytesM
             match protocol::decode(&mut buf) {
                 Ok(Some(Frame::Result(reply))) => {
                     if let Some(p) = worker.take_pending(reply.id) {
-                        let _ = p.tx.send(reply);
+                        let _ = p.tx.send(Delivery::Reply(reply));
                     }
                 }
                 Ok(Some(Frame::Log { id, stderr, text })) => {
@@ -365,10 +409,11 @@ async fn write_loop(worker: Arc<Worker>, mut write: OwnedWriteHalf) {
         if worker.is_dead() {
             break;
         }
-        {
+        let upto = {
             let mut out = lock(&worker.out);
-            std::mem::swap(&mut *out, &mut spare);
-        }
+            std::mem::swap(&mut out.buf, &mut spare);
+            out.next_seq
+        };
         if spare.is_empty() {
             continue;
         }
@@ -376,6 +421,7 @@ async fn write_loop(worker: Arc<Worker>, mut write: OwnedWriteHalf) {
             worker.die();
             break;
         }
+        worker.written.store(upto, Ordering::Release);
         spare.clear();
         if spare.capacity() > 4 * 1024 * 1024 {
             spare.shrink_to(64 * 1024);

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use super::hold::{Admission, HoldGate};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::pool::worker::Delivery;
 use crate::protocol::{self, BodyKind, FLAG_EVENT, Invoke};
 
 /// What every request needs, shared by all connections.
@@ -240,49 +241,56 @@ async fn invoke(app: &App, req: Request<Incoming>, started: Instant) -> Resp {
         request_id: &request_id,
         body: &body,
     };
-    let Some(mut ticket) = app.pool.dispatch(frame, app.hold_timeout).await else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no worker is available; retry",
-            Some(1),
-        );
-    };
-    drop(headers);
-    let remaining = app.timeout.saturating_sub(started.elapsed());
-    let reply = match tokio::time::timeout(remaining, ticket.reply()).await {
-        Ok(Some(reply)) => reply,
-        Ok(None) => {
-            tracing::warn!(
-                message = "the worker exited during the invocation",
-                request_id,
-                worker = ticket.worker().slot
-            );
+    // A request that never reached a dying worker is sent to another one;
+    // one that did may have run, so it is answered, not replayed.
+    let mut attempts = 0;
+    let reply = loop {
+        attempts += 1;
+        let Some(mut ticket) = app.pool.dispatch(frame, app.hold_timeout).await else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the worker process exited during the invocation; retry",
+                "no worker is available; retry",
                 Some(1),
             );
-        }
-        Err(_) => {
-            let worker = ticket.worker().clone();
-            drop(ticket);
-            tracing::warn!(
-                message = "invocation timed out; replacing the worker",
-                request_id,
-                worker = worker.slot,
-                timeout_ms = app.timeout.as_millis() as u64
-            );
-            worker.kill(true);
-            return error(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!(
-                    "the handler did not answer within {:?} (KIPPER_TIMEOUT)",
-                    app.timeout
-                ),
-                None,
-            );
+        };
+        let remaining = app.timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, ticket.reply()).await {
+            Ok(Delivery::Reply(reply)) => break reply,
+            Ok(Delivery::NotSent) if attempts < 3 => continue,
+            Ok(Delivery::NotSent | Delivery::Lost) => {
+                tracing::warn!(
+                    message = "the worker exited during the invocation",
+                    request_id,
+                    worker = ticket.worker().slot
+                );
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the worker process exited during the invocation; retry",
+                    Some(1),
+                );
+            }
+            Err(_) => {
+                let worker = ticket.worker().clone();
+                drop(ticket);
+                tracing::warn!(
+                    message = "invocation timed out; replacing the worker",
+                    request_id,
+                    worker = worker.slot,
+                    timeout_ms = app.timeout.as_millis() as u64
+                );
+                worker.kill(true);
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "the handler did not answer within {:?} (KIPPER_TIMEOUT)",
+                        app.timeout
+                    ),
+                    None,
+                );
+            }
         }
     };
+    drop(headers);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = Response::new(Full::new(reply.body.clone()));
     *resp.status_mut() = status;
