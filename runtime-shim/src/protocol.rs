@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn decodes_frames_split_anywhere() {
         let mut wire = result_frame(3, 201, CT_JSON, b"x-a:1\n", b"{\"ok\":true}");
-        wire.extend_from_slice(&[9, 0, 0, 0, READY, 0, 0, 0, 0]);
+        wire.extend_from_slice(&[5, 0, 0, 0, READY, 0, 0, 0, 0]);
         for cut in 0..wire.len() {
             let mut buf = BytesMut::from(&wire[..cut]);
             let mut frames = Vec::new();
