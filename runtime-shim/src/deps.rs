@@ -144,9 +144,12 @@ async fn install_node(config: &Config, dir: &Path) -> Result<Installed> {
             .map_err(io("cannot write", &staging))?;
     }
     let mut cmd = Command::new(&config.npm_bin);
+    // --install-links copies local `file:` folders instead of linking them, so
+    // a cached install stands on its own.
     cmd.args([
         "install",
         "--omit=dev",
+        "--install-links",
         "--no-audit",
         "--no-fund",
         "--no-update-notifier",

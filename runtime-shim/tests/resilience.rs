@@ -83,8 +83,15 @@ fn a_killed_worker_is_replaced_while_the_others_serve() {
     // have been inside the dying process), every request succeeds: the
     // survivor serves while the victim is replaced.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !shim.metrics().contains("kipper_shim_worker_restarts_total{reason=\"crash\"} 1") {
-        assert!(Instant::now() < deadline, "the death was not noticed: {}", shim.metrics());
+    while !shim
+        .metrics()
+        .contains("kipper_shim_worker_restarts_total{reason=\"crash\"} 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the death was not noticed: {}",
+            shim.metrics()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut seen = HashSet::new();
