@@ -82,7 +82,12 @@ impl Shim {
                 if r.status == 200 {
                     return;
                 }
-                assert!(!r.text().contains("failed to load"), "the handler failed to load: {}\n{}", r.text(), self.logs());
+                assert!(
+                    !r.text().contains("failed to load"),
+                    "the handler failed to load: {}\n{}",
+                    r.text(),
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
