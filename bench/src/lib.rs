@@ -4,3 +4,4 @@
 //! baselines they are compared with. Benchmarks report; they assert nothing.
 
 pub mod report;
+pub mod shim;
