@@ -3,6 +3,7 @@
 //! that crashed or timed out while the others keep serving, and publishes the
 //! pool's [`State`] that the hold gate and `/ready` read.
 
+pub mod spawn;
 pub mod worker;
 
 use std::path::Path;
