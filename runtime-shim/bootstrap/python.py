@@ -5,18 +5,17 @@
 # Speed matters here: a sync handler is served by one tight loop that reads every
 # complete frame of a recv(), invokes the handler, and sends all the answers with
 # one sendall(); JSON is decoded only when the request says the body is JSON.
-import asyncio
+# Only what every request needs is imported up front: asyncio, inspect,
+# traceback and urllib.parse cost tens of milliseconds of cold start, so they
+# are imported when a handler first needs them.
 import contextvars
 import importlib.util
-import inspect
 import json
 import os
 import socket
 import struct
 import sys
 import threading
-import traceback
-from urllib.parse import parse_qsl
 
 INVOKE, RESULT, LOG, READY, LOAD_FAILED = 1, 2, 4, 10, 11
 FLAG_EVENT, FLAG_BATCH = 1, 2
@@ -82,6 +81,8 @@ def result(rid, status, ct, headers, body):
 
 
 def failure(rid, exc, batch):
+    import traceback
+
     traceback.print_exception(exc, file=sys.stderr)
     sys.stderr.flush()
     body = _dumps({"error": str(exc) or type(exc).__name__}).encode()
@@ -150,6 +151,16 @@ def parse_headers(raw):
     return h
 
 
+def parse_query(query):
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(query, keep_blank_values=True))
+
+
+# Results that are certainly not awaitable, checked before the slower hasattr.
+PLAIN = frozenset((dict, str, list, int, float, bool, bytes, type(None)))
+
+
 def decode(buf, pos, rid):
     """Decodes one INVOKE; returns (args-or-error-frame, flags)."""
     flags, kind, deadline, ml, pl, ql, hl, rl, bl = INV.unpack_from(buf, pos)
@@ -174,7 +185,7 @@ def decode(buf, pos, rid):
     context = {
         "method": method,
         "path": path,
-        "query": dict(parse_qsl(query, keep_blank_values=True)) if query else {},
+        "query": parse_query(query) if query else {},
         "headers": parse_headers(headers),
         "trigger": EVENT_TRIGGER if flags & FLAG_EVENT else "http",
         "requestId": request_id,
@@ -212,8 +223,10 @@ def serve_sync(fn):
                     set_current(rid)
                     try:
                         v = fn(*args)
-                        if inspect.isawaitable(v):
+                        if type(v) not in PLAIN and hasattr(v, "__await__"):
                             if loop is None:
+                                import asyncio
+
                                 loop = asyncio.new_event_loop()
                             v = loop.run_until_complete(v)
                         out.append(batch_result(rid, v) if batch else map_result(rid, v))
@@ -228,6 +241,8 @@ def serve_sync(fn):
 
 async def serve_async(fn):
     """async def handlers: every invocation is a task, so they overlap while awaiting."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     buf = b""
 
@@ -289,7 +304,20 @@ async def serve_async(fn):
         buf = buf[pos:] if pos < n else b""
 
 
+CO_VARARGS, CO_COROUTINE = 0x04, 0x80
+
+
 def arity(fn):
+    """How many of (event, context) the handler takes."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and not hasattr(fn, "__wrapped__"):
+        # A plain function or method: read its code object (no inspect import).
+        if code.co_flags & CO_VARARGS:
+            return 2
+        n = code.co_argcount - (1 if getattr(fn, "__self__", None) is not None else 0)
+        return max(0, min(n, 2))
+    import inspect
+
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -301,6 +329,15 @@ def arity(fn):
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             n += 1
     return min(n, 2)
+
+
+def is_async(fn):
+    code = getattr(fn, "__code__", None)
+    if code is not None and not hasattr(fn, "__wrapped__"):
+        return bool(code.co_flags & CO_COROUTINE)
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
 
 
 def load():
@@ -326,6 +363,8 @@ sys.stderr = LogStream(2)
 try:
     FN = load()
 except BaseException as e:  # SyntaxError, ImportError, SystemExit at import: all are load failures
+    import traceback
+
     msg = "".join(traceback.format_exception(e)).encode("utf-8", "replace")
     sock.sendall(HDR.pack(5 + len(msg), LOAD_FAILED, 0) + msg)
     sock.close()
@@ -333,7 +372,9 @@ except BaseException as e:  # SyntaxError, ImportError, SystemExit at import: al
 ARITY = arity(FN)
 sock.sendall(HDR.pack(5, READY, 0))
 try:
-    if inspect.iscoroutinefunction(FN):
+    if is_async(FN):
+        import asyncio
+
         asyncio.run(serve_async(FN))
     else:
         serve_sync(FN)

@@ -148,6 +148,8 @@ pub struct Config {
     pub body_limit: usize,
     pub grace: Duration,
     pub work_dir: PathBuf,
+    /// The work dir is the shim's own temporary one: removed at exit.
+    pub owns_work_dir: bool,
     pub deps_cache: Option<PathBuf>,
     pub node_bin: String,
     pub python_bin: String,
@@ -252,6 +254,7 @@ impl Args {
                 )));
             }
         };
+        let owns_work_dir = self.work_dir.is_none();
         let work_dir = self.work_dir.unwrap_or_else(|| {
             std::env::temp_dir().join(format!("kipper-shim-{}", std::process::id()))
         });
@@ -269,6 +272,7 @@ impl Args {
             body_limit: self.body_limit,
             grace: seconds(self.grace, "KIPPER_GRACE")?,
             work_dir,
+            owns_work_dir,
             deps_cache: self.deps_cache.filter(|p| !p.as_os_str().is_empty()),
             node_bin: self.node_bin,
             python_bin: self.python_bin,

@@ -37,8 +37,13 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<ExitCode> {
-    match config.mode {
+    let cleanup = config.owns_work_dir.then(|| config.work_dir.clone());
+    let result = match config.mode {
         Mode::Http => server::serve(config, shutdown).await.map(|()| 0),
         Mode::Batch => batch::run(config).await,
+    };
+    if let Some(dir) = cleanup {
+        let _ = std::fs::remove_dir_all(dir);
     }
+    result
 }

@@ -173,6 +173,21 @@ fn names_and_signatures_follow_the_contract() {
             "async def main():\n    return 'async-main'",
             "async-main",
         ),
+        (
+            "method.py",
+            "class H:\n    def run(self, event):\n        return 'method:' + str(event)\nhandler = H().run",
+            "method:None",
+        ),
+        (
+            "callable.py",
+            "class H:\n    def __call__(self, event, context):\n        return 'callable:' + context['method']\nhandler = H()",
+            "callable:GET",
+        ),
+        (
+            "decorated.py",
+            "import functools\ndef deco(f):\n    @functools.wraps(f)\n    def w(*a):\n        return f(*a)\n    return w\n@deco\ndef handler(event):\n    return 'wrapped:' + str(event)",
+            "wrapped:None",
+        ),
     ];
     for (file, code, expected) in variants {
         let handler = write(dir.path(), file, code);

@@ -6,6 +6,7 @@
 pub mod spawn;
 pub mod worker;
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -193,11 +194,16 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// Writes the bootstrap, installs dependencies, and builds the worker command.
 pub async fn prepare(config: &Config) -> Result<WorkerSpec> {
     let socket_dir = config.work_dir.join("run");
-    std::fs::create_dir_all(&socket_dir).map_err(|source| Error::Io {
-        what: "cannot create the work directory (set KIPPER_WORK_DIR to a writable path)",
-        path: socket_dir.clone(),
-        source,
-    })?;
+    // Only this user may connect to the worker sockets.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&socket_dir)
+        .map_err(|source| Error::Io {
+            what: "cannot create the work directory (set KIPPER_WORK_DIR to a writable path)",
+            path: socket_dir.clone(),
+            source,
+        })?;
     let handler = std::path::absolute(&config.handler).map_err(|source| Error::Io {
         what: "cannot resolve",
         path: config.handler.clone(),
