@@ -54,9 +54,10 @@ pub struct Args {
     #[arg(long, env = "KIPPER_WORKERS")]
     pub workers: Option<usize>,
 
-    /// Per-invocation timeout, in seconds (fractions allowed).
-    #[arg(long, env = "KIPPER_TIMEOUT", default_value_t = 30.0)]
-    pub timeout: f64,
+    /// Per-invocation timeout, in seconds (fractions allowed); 30 in http mode,
+    /// 3600 in batch mode (a cron run may take minutes).
+    #[arg(long, env = "KIPPER_TIMEOUT")]
+    pub timeout: Option<f64>,
 
     /// Requests held at most while the handler starts; more get 503.
     #[arg(long, env = "KIPPER_HOLD_MAX", default_value_t = 4096)]
@@ -266,7 +267,11 @@ impl Args {
             listen: SocketAddr::new(self.bind, self.port),
             admin: (self.admin_port != 0).then(|| SocketAddr::new(self.bind, self.admin_port)),
             workers,
-            timeout: seconds(self.timeout, "KIPPER_TIMEOUT")?,
+            timeout: seconds(
+                self.timeout
+                    .unwrap_or(if mode == Mode::Batch { 3600.0 } else { 30.0 }),
+                "KIPPER_TIMEOUT",
+            )?,
             hold_max: self.hold_max,
             hold_timeout: seconds(self.hold_timeout, "KIPPER_HOLD_TIMEOUT")?,
             body_limit: self.body_limit,
@@ -376,5 +381,10 @@ mod tests {
         assert_eq!(c.trigger.as_deref(), Some("cron"));
         assert_eq!(c.workers, 3);
         assert_eq!(c.timeout, Duration::from_millis(500));
+        assert_eq!(parse(&[]).unwrap().timeout, Duration::from_secs(30));
+        assert_eq!(
+            parse(&["--mode", "batch"]).unwrap().timeout,
+            Duration::from_secs(3600)
+        );
     }
 }

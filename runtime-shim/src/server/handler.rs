@@ -131,13 +131,29 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infal
         }
     }
     let started = Instant::now();
-    let resp = invoke(&app, req, started).await;
+    let resp = invoke(&app, req).await;
     app.metrics
         .answered(resp.status().as_u16(), started.elapsed().as_secs_f64());
     Ok(resp)
 }
 
-async fn invoke(app: &App, req: Request<Incoming>, started: Instant) -> Resp {
+async fn invoke(app: &App, req: Request<Incoming>) -> Resp {
+    // Refused before holding: a held request must not be one that will fail anyway.
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.body_limit as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the request body is larger than the limit of {} bytes (KIPPER_BODY_LIMIT)",
+                app.body_limit
+            ),
+            None,
+        );
+    }
     match app.gate.admit().await {
         Admission::Ready => {}
         Admission::Failed(m) => {
@@ -161,21 +177,6 @@ async fn invoke(app: &App, req: Request<Incoming>, started: Instant) -> Resp {
                 Some(1),
             );
         }
-    }
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > app.body_limit as u64) {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the request body is larger than the limit of {} bytes (KIPPER_BODY_LIMIT)",
-                app.body_limit
-            ),
-            None,
-        );
     }
     let request_id = app.request_id(&req);
     let (parts, body) = req.into_parts();
@@ -225,6 +226,8 @@ async fn invoke(app: &App, req: Request<Incoming>, started: Instant) -> Resp {
     if !headers.is_empty() {
         headers.pop();
     }
+    // The invocation's time starts now, not at arrival: holding is not the handler's time.
+    let invoked = Instant::now();
     let deadline_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| (d + app.timeout).as_millis() as u64)
@@ -253,7 +256,7 @@ async fn invoke(app: &App, req: Request<Incoming>, started: Instant) -> Resp {
                 Some(1),
             );
         };
-        let remaining = app.timeout.saturating_sub(started.elapsed());
+        let remaining = app.timeout.saturating_sub(invoked.elapsed());
         match tokio::time::timeout(remaining, ticket.reply()).await {
             Ok(Delivery::Reply(reply)) => break reply,
             Ok(Delivery::NotSent) if attempts < 3 => continue,
