@@ -35,10 +35,22 @@ pub struct Shim {
 }
 
 impl Shim {
-    /// Starts the shim for `handler` with extra environment, without waiting.
+    /// Starts the shim for `handler` with extra environment and waits only
+    /// until its port is bound (the first milliseconds), not for the handler.
+    /// The function port is chosen by the OS (`PORT=0`) and read from the log,
+    /// so parallel tests never collide on it; an admin port taken meanwhile
+    /// by another test is retried.
     pub fn spawn(handler: &Path, env: &[(&str, &str)]) -> Shim {
+        for _ in 0..5 {
+            if let Some(shim) = Shim::try_spawn(handler, env) {
+                return shim;
+            }
+        }
+        panic!("kipper-shim could not bind its ports in 5 attempts");
+    }
+
+    fn try_spawn(handler: &Path, env: &[(&str, &str)]) -> Option<Shim> {
         let work = tempfile::tempdir().unwrap();
-        let port = free_port();
         let admin = free_port();
         let log = work.path().join("shim.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kipper-shim"));
@@ -46,24 +58,47 @@ impl Shim {
             .env_remove("KIPPER_TRIGGER")
             .env_remove("KIPPER_RUNTIME")
             .env_remove("KIPPER_MODE")
-            .env("PORT", port.to_string())
+            .env("PORT", "0")
             .env("KIPPER_BIND", "127.0.0.1")
             .env("KIPPER_ADMIN_PORT", admin.to_string())
             .env("KIPPER_WORK_DIR", work.path().join("work"))
             .env("KIPPER_WORKERS", "1")
+            .env("KIPPER_LOG_FORMAT", "text")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start kipper-shim");
-        Shim {
-            child,
-            port,
-            admin,
-            log,
-            _work: work,
+        let mut child = cmd.spawn().expect("start kipper-shim");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains(" listening ")) {
+                let port = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr=127.0.0.1:"))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("no port in {line}"));
+                return Some(Shim {
+                    child,
+                    port,
+                    admin,
+                    log,
+                    _work: work,
+                });
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                if text.contains("cannot listen") {
+                    return None;
+                }
+                panic!("kipper-shim exited ({status}) before listening:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kipper-shim did not listen within 10 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
