@@ -131,3 +131,19 @@ fn hold_expiry_gets_503_with_retry_after() {
     shim.wait_ready();
     assert_eq!(shim.get("/").status, 200);
 }
+
+#[test]
+fn sigterm_during_the_cold_start_still_serves_the_held_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = slow_node(dir.path(), 1200);
+    let mut shim = Shim::spawn(&handler, &[("KIPPER_GRACE", "10")]);
+    let replies = fire(shim.port, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    shim.sigterm();
+    for t in replies {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let status = shim.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}\n{}", shim.logs());
+}
