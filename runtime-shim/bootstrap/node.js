@@ -212,8 +212,45 @@ function pick(mod) {
   throw new Error(`${FN_PATH} exports no handler: use module.exports = async (event, context) => ..., module.exports.default or module.exports.handler`);
 }
 
+// NODE_PATH serves require(); ESM `import` ignores it, so when dependencies were
+// installed outside the (read-only) handler folder, a resolve hook retries a
+// bare specifier that was not found from the installed node_modules.
+function registerDepsResolver() {
+  const dir = process.env.KIPPER_NODE_MODULES;
+  const mod = require('module');
+  if (!dir || typeof mod.register !== 'function') return;
+  const parent = pathToFileURL(require('path').join(dir, '..', 'kipper-deps.js')).href;
+  const hook = `export async function resolve(specifier, context, next) {
+  try { return await next(specifier, context); } catch (e) {
+    const bare = !specifier.startsWith('.') && !specifier.startsWith('/') && !specifier.includes(':');
+    if (bare && e && e.code === 'ERR_MODULE_NOT_FOUND') return next(specifier, { ...context, parentURL: ${JSON.stringify(parent)} });
+    throw e;
+  }
+}`;
+  mod.register('data:text/javascript,' + encodeURIComponent(hook));
+}
+
+// Whether Node treats the handler as an ES module: .mjs, or .js under a
+// package.json with "type": "module" (the nearest one decides).
+function isEsm(file) {
+  if (file.endsWith('.mjs')) return true;
+  if (!file.endsWith('.js')) return false;
+  const path = require('path');
+  const fs = require('fs');
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).type === 'module';
+    } catch (e) {
+      if (e.code !== 'ENOENT') return false;
+    }
+    if (path.dirname(dir) === dir) return false;
+  }
+}
+
 async function load() {
-  if (FN_PATH.endsWith('.mjs')) return pick(await import(pathToFileURL(FN_PATH).href));
+  registerDepsResolver();
+  // ES modules go through import(), the path the resolve hook applies to.
+  if (isEsm(FN_PATH)) return pick(await import(pathToFileURL(FN_PATH).href));
   try {
     return pick(require(FN_PATH));
   } catch (e) {

@@ -123,3 +123,33 @@ fn a_failed_install_answers_503_with_the_reason() {
     assert!(r.text().contains("pip install"), "{}", r.text());
     assert_eq!(shim.get("/ready").status, 503);
 }
+
+#[test]
+fn esm_handlers_import_installed_dependencies() {
+    let root = tempfile::tempdir().unwrap();
+    let pkg = root.path().join("localpkg");
+    write(
+        &pkg,
+        "package.json",
+        r#"{"name":"kipper-local-esm","version":"1.0.0","main":"index.js"}"#,
+    );
+    write(
+        &pkg,
+        "index.js",
+        "module.exports = { shout: (s) => s.toUpperCase() };",
+    );
+    let fun = root.path().join("fn");
+    // "type": "module": index.js is ESM, and `import` ignores NODE_PATH.
+    write(
+        &fun,
+        "package.json",
+        r#"{"name":"fn","version":"1.0.0","type":"module","dependencies":{"kipper-local-esm":"file:../localpkg"}}"#,
+    );
+    let handler = write(
+        &fun,
+        "index.js",
+        "import dep from 'kipper-local-esm';\nexport default async () => dep.shout('esm');",
+    );
+    let shim = Shim::start(&handler, &[("npm_config_offline", "true")]);
+    assert_eq!(shim.get("/").text(), "ESM", "{}", shim.logs());
+}

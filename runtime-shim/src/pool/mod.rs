@@ -244,6 +244,8 @@ pub async fn prepare(config: &Config) -> Result<WorkerSpec> {
         Runtime::Node => {
             if let Installed::NodeModules(dir) = &installed {
                 env.push(prepend("NODE_PATH", dir));
+                // For ESM imports, which ignore NODE_PATH (see the bootstrap).
+                env.push(("KIPPER_NODE_MODULES".into(), dir.display().to_string()));
             }
             (config.node_bin.clone(), vec![boot.display().to_string()])
         }
