@@ -204,7 +204,12 @@ fn staging_dir(final_dir: &Path) -> Result<PathBuf> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let staging = final_dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    // Pods sharing the cache volume all run as pid 1: the clock tells them apart.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let staging = final_dir.with_file_name(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)
         .map_err(io("cannot create the dependency directory", &staging))?;
