@@ -171,6 +171,30 @@ fn seconds(value: f64, setting: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
+/// A directory stands for the handler file in it (`/app/function` ->
+/// `/app/function/index.js` or `handler.py`), as the ConfigMap mount holds one.
+fn handler_in_dir(path: PathBuf, runtime: Option<Runtime>) -> PathBuf {
+    if !path.is_dir() {
+        return path;
+    }
+    let candidates: &[&str] = match runtime {
+        Some(Runtime::Node) => &["index.js", "index.mjs", "index.cjs"],
+        Some(Runtime::Python) => &["handler.py", "main.py"],
+        None => &[
+            "index.js",
+            "index.mjs",
+            "index.cjs",
+            "handler.py",
+            "main.py",
+        ],
+    };
+    candidates
+        .iter()
+        .map(|name| path.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or(path)
+}
+
 impl Args {
     /// Validates the arguments into a [`Config`]; errors name the setting and the fix.
     pub fn into_config(self) -> Result<Config> {
@@ -185,7 +209,10 @@ impl Args {
                 )));
             }
         };
-        let path = self.handler.or(self.function_path);
+        let path = self
+            .handler
+            .or(self.function_path)
+            .map(|p| handler_in_dir(p, explicit));
         let (handler, runtime) = match (path, explicit) {
             (Some(p), Some(r)) => (p, r),
             (Some(p), None) => match Runtime::from_extension(&p) {
@@ -339,6 +366,32 @@ mod tests {
         assert_eq!(
             parse(&["--runtime", "python", "x.txt"]).unwrap().runtime,
             Runtime::Python
+        );
+    }
+
+    #[test]
+    fn a_directory_means_the_handler_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("handler.py"), "").unwrap();
+        let c = parse(&[dir.path().to_str().unwrap()]).unwrap();
+        assert_eq!(
+            (c.handler, c.runtime),
+            (dir.path().join("handler.py"), Runtime::Python)
+        );
+        std::fs::write(dir.path().join("index.js"), "").unwrap();
+        let c = parse(&[dir.path().to_str().unwrap()]).unwrap();
+        assert_eq!(
+            (c.handler, c.runtime),
+            (dir.path().join("index.js"), Runtime::Node)
+        );
+        let c = parse(&["--runtime", "python", dir.path().to_str().unwrap()]).unwrap();
+        assert_eq!(c.handler, dir.path().join("handler.py"));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            parse(&[empty.path().to_str().unwrap()])
+                .unwrap_err()
+                .to_string()
+                .contains("KIPPER_RUNTIME")
         );
     }
 
