@@ -19,7 +19,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -28,11 +28,26 @@ use crate::{Error, Result};
 use handler::App;
 use hold::HoldGate;
 
+/// Binds with a deep accept backlog: at a cold start a burst of connections
+/// arrives while the process is still busy starting its workers, and a full
+/// backlog drops SYNs, which costs the client a one-second retransmission.
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    listen().map_err(|source| Error::Bind { addr, source })
 }
+
+/// The kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4096;
 
 /// Serves until `shutdown` resolves, then drains within the grace period.
 pub async fn serve(
