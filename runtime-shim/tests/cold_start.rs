@@ -118,15 +118,11 @@ fn hold_expiry_gets_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let handler = slow_node(dir.path(), 2500);
     let shim = Shim::spawn(&handler, &[("KIPPER_HOLD_TIMEOUT", "0.3")]);
-    let started = Instant::now();
     let r = request_when_bound(shim.port, "GET", "/", &[], b"", Duration::from_secs(10));
+    // A 503 (not the 200 of a loaded handler) means the hold expired first.
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.header("retry-after").is_some());
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(r.text().contains("did not start in time"), "{}", r.text());
     // Once loaded, the same function serves.
     shim.wait_ready();
     assert_eq!(shim.get("/").status, 200);

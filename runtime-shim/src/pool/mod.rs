@@ -18,9 +18,8 @@ use crate::bootstrap;
 use crate::config::{Config, Runtime};
 use crate::deps::{self, Installed};
 use crate::metrics::Metrics;
-use crate::protocol::Invoke;
 use crate::{Error, Result};
-use worker::{StartError, Ticket, Worker, WorkerSpec};
+use worker::{StartError, Worker, WorkerSpec};
 
 /// Where the pool is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,19 +129,16 @@ impl Pool {
         best.cloned()
     }
 
-    /// Sends one invocation to a live worker, waiting up to `wait` for one
-    /// when all are being replaced.
-    pub async fn dispatch(&self, invoke: Invoke<'_>, wait: Duration) -> Option<Ticket> {
+    /// The least-busy live worker, waiting up to `wait` for one when all
+    /// are being replaced; `None` when none came or the pool failed.
+    pub async fn worker(&self, wait: Duration) -> Option<Arc<Worker>> {
         let deadline = Instant::now() + wait;
         loop {
             let notified = self.available.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(worker) = self.pick() {
-                if let Some(ticket) = worker.invoke(invoke) {
-                    return Some(ticket);
-                }
-                continue;
+                return Some(worker);
             }
             if self.state_fast.load(Ordering::Acquire) == FAILED || *self.stopping.borrow() {
                 return None;

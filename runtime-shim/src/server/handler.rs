@@ -226,45 +226,52 @@ async fn invoke(app: &App, req: Request<Incoming>) -> Resp {
     if !headers.is_empty() {
         headers.pop();
     }
-    // The invocation's time starts now, not at arrival: holding is not the handler's time.
-    let invoked = Instant::now();
-    let deadline_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| (d + app.timeout).as_millis() as u64)
-        .unwrap_or(0);
-    let frame = Invoke {
-        id: 0,
-        flags: if is_event { FLAG_EVENT } else { 0 },
-        body_kind,
-        deadline_ms,
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        request_id: &request_id,
-        body: &body,
-    };
     // A request that never reached a dying worker is sent to another one;
     // one that did may have run, so it is answered, not replayed.
     let mut attempts = 0;
     let reply = loop {
         attempts += 1;
-        let Some(mut ticket) = app.pool.dispatch(frame, app.hold_timeout).await else {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no worker is available; retry",
-                Some(1),
-            );
+        let worker = match app.pool.worker(app.hold_timeout).await {
+            Some(worker) if attempts <= 3 => worker,
+            _ => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no worker is available; retry",
+                    Some(1),
+                );
+            }
+        };
+        // The invocation's time starts once a worker takes it: neither the
+        // cold-start hold nor the replacement of a worker counts against it.
+        let invoked = Instant::now();
+        let deadline_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| (d + app.timeout).as_millis() as u64)
+            .unwrap_or(0);
+        let frame = Invoke {
+            id: 0,
+            flags: if is_event { FLAG_EVENT } else { 0 },
+            body_kind,
+            deadline_ms,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+            request_id: &request_id,
+            body: &body,
+        };
+        let Some(mut ticket) = worker.invoke(frame) else {
+            continue;
         };
         let remaining = app.timeout.saturating_sub(invoked.elapsed());
         match tokio::time::timeout(remaining, ticket.reply()).await {
             Ok(Delivery::Reply(reply)) => break reply,
-            Ok(Delivery::NotSent) if attempts < 3 => continue,
-            Ok(Delivery::NotSent | Delivery::Lost) => {
+            Ok(Delivery::NotSent) => continue,
+            Ok(Delivery::Lost) => {
                 tracing::warn!(
                     message = "the worker exited during the invocation",
                     request_id,
-                    worker = ticket.worker().slot
+                    worker = worker.slot
                 );
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -273,7 +280,6 @@ async fn invoke(app: &App, req: Request<Incoming>) -> Resp {
                 );
             }
             Err(_) => {
-                let worker = ticket.worker().clone();
                 drop(ticket);
                 tracing::warn!(
                     message = "invocation timed out; replacing the worker",
