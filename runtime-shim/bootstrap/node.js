@@ -186,9 +186,18 @@ function invoke(buf, pos, id) {
   });
 }
 
-let pending = null;
+// Chunks of an incomplete frame wait in `parts` until the whole frame is
+// there, then are joined once (a large body arrives in many chunks).
+let parts = [];
+let partsLen = 0;
+let need = 9;
 function onData(chunk) {
-  let buf = pending === null ? chunk : Buffer.concat([pending, chunk]);
+  parts.push(chunk);
+  partsLen += chunk.length;
+  if (partsLen < need) return;
+  const buf = parts.length === 1 ? parts[0] : Buffer.concat(parts, partsLen);
+  parts = [];
+  partsLen = 0;
   let pos = 0;
   const n = buf.length;
   while (n - pos >= 9) {
@@ -198,7 +207,13 @@ function onData(chunk) {
     if (buf[pos + 4] === INVOKE) invoke(buf, pos + 9, buf.readUInt32LE(pos + 5));
     pos = end;
   }
-  pending = pos === n ? null : buf.subarray(pos);
+  need = 9;
+  if (pos < n) {
+    const rest = buf.subarray(pos);
+    parts.push(rest);
+    partsLen = rest.length;
+    if (rest.length >= 4) need = 4 + rest.readUInt32LE(0);
+  }
 }
 
 function pick(mod) {

@@ -288,3 +288,30 @@ fn handler_logs_are_tagged_with_the_request_id() {
         "{line}"
     );
 }
+
+#[test]
+fn large_bodies_cross_the_worker_protocol_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = write(
+        dir.path(),
+        "index.js",
+        "module.exports = (event) => ({ n: event.items.length, last: event.items[event.items.length - 1] });",
+    );
+    let py_dir = tempfile::tempdir().unwrap();
+    let py = write(
+        py_dir.path(),
+        "handler.py",
+        "def handler(event):\n    return {'n': len(event['items']), 'last': event['items'][-1]}",
+    );
+    let items: Vec<String> = (0..200_000).map(|i| format!("item-{i}")).collect();
+    let body = json!({ "items": items }).to_string();
+    assert!(body.len() > 2_000_000);
+    for h in [handler, py] {
+        let shim = Shim::start(&h, &[]);
+        for _ in 0..3 {
+            let r = shim.post_json("/", &body);
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.json(), json!({"n": 200_000, "last": "item-199999"}));
+        }
+    }
+}
