@@ -20,23 +20,30 @@ struct Args {
     #[arg(long, env = "KIPPER_SHIM_BIN")]
     shim_bin: Option<PathBuf>,
     /// Seconds of each wrk throughput run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "BENCH_SHIM_DURATION", default_value_t = 10)]
     duration: u64,
-    #[arg(long, default_value_t = 2)]
+    /// wrk threads of the throughput run.
+    #[arg(long, env = "BENCH_SHIM_THREADS", default_value_t = 2)]
     threads: u32,
-    #[arg(long, default_value_t = 64)]
+    /// wrk connections of the throughput run.
+    #[arg(long, env = "BENCH_SHIM_CONNECTIONS", default_value_t = 64)]
     connections: u32,
     /// Cold starts measured per runtime (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "BENCH_SHIM_COLD_RUNS", default_value_t = 5)]
     cold_runs: usize,
     /// Requests sent together while the shim starts.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "BENCH_SHIM_COLD_REQUESTS", default_value_t = 1000)]
     cold_requests: usize,
     /// Only these runtimes (node, python).
-    #[arg(long, value_delimiter = ',', default_value = "node,python")]
+    #[arg(
+        long,
+        env = "BENCH_SHIM_RUNTIMES",
+        value_delimiter = ',',
+        default_value = "node,python"
+    )]
     runtimes: Vec<String>,
     /// Only the cold-start measurements.
-    #[arg(long)]
+    #[arg(long, env = "BENCH_SHIM_COLD_ONLY")]
     cold_only: bool,
 }
 
