@@ -61,15 +61,17 @@ async fn main() -> Result<()> {
         cold_runs: args.cold_runs,
         cold_requests: args.cold_requests,
     };
-    let langs: Vec<Lang> = args
+    let langs = args
         .runtimes
         .iter()
-        .filter_map(|r| match r.as_str() {
-            "node" => Some(Lang::Node),
-            "python" => Some(Lang::Python),
-            _ => None,
+        .map(|r| match r.as_str() {
+            "node" => Ok(Lang::Node),
+            "python" => Ok(Lang::Python),
+            other => Err(anyhow::anyhow!(
+                "--runtimes {other}: use node and/or python"
+            )),
         })
-        .collect();
+        .collect::<Result<Vec<Lang>>>()?;
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
