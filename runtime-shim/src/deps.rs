@@ -76,13 +76,24 @@ pub fn content_hash(runtime: Runtime, parts: &[&[u8]]) -> String {
 }
 
 /// Rewrites relative `file:` dependency specs to absolute paths, because npm
-/// runs in the install directory, not beside the handler.
-pub fn absolutize_file_specs(manifest: &[u8], base: &Path) -> Result<Vec<u8>> {
+/// runs in the install directory, not beside the handler; `None` when the
+/// manifest declares no (optional) dependencies at all.
+pub fn absolutize_file_specs(manifest: &[u8], base: &Path) -> Result<Option<Vec<u8>>> {
     let mut doc: serde_json::Value = serde_json::from_slice(manifest).map_err(|e| {
         Error::Deps(format!(
             "package.json beside the handler is not valid JSON: {e}"
         ))
     })?;
+    let declared = ["dependencies", "optionalDependencies"]
+        .iter()
+        .any(|section| {
+            doc.get(section)
+                .and_then(serde_json::Value::as_object)
+                .is_some_and(|deps| !deps.is_empty())
+        });
+    if !declared {
+        return Ok(None);
+    }
     for section in ["dependencies", "optionalDependencies"] {
         if let Some(deps) = doc
             .get_mut(section)
@@ -101,7 +112,9 @@ pub fn absolutize_file_specs(manifest: &[u8], base: &Path) -> Result<Vec<u8>> {
             }
         }
     }
-    serde_json::to_vec_pretty(&doc).map_err(|e| Error::Deps(e.to_string()))
+    serde_json::to_vec_pretty(&doc)
+        .map(Some)
+        .map_err(|e| Error::Deps(e.to_string()))
 }
 
 /// The directory an install of `hash` goes to: the cache when mounted, else the work dir.
@@ -124,7 +137,10 @@ async fn install_node(config: &Config, dir: &Path) -> Result<Installed> {
         return Ok(Installed::None);
     }
     let base = std::path::absolute(dir).map_err(io("cannot resolve", dir))?;
-    let manifest = absolutize_file_specs(&manifest, &base)?;
+    let Some(manifest) = absolutize_file_specs(&manifest, &base)? else {
+        // A package.json with nothing to install (e.g. only "type": "module").
+        return Ok(Installed::None);
+    };
     let lock = read(&dir.join("package-lock.json"))?;
     let hash = content_hash(
         Runtime::Node,
@@ -287,7 +303,9 @@ mod tests {
     fn relative_file_specs_become_absolute() {
         let manifest =
             br#"{"dependencies":{"local":"file:../pkg","abs":"file:/x/y","npm":"1.2.3"}}"#;
-        let out = absolutize_file_specs(manifest, Path::new("/fn/dir")).unwrap();
+        let out = absolutize_file_specs(manifest, Path::new("/fn/dir"))
+            .unwrap()
+            .unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(doc["dependencies"]["local"], "file:/fn/dir/../pkg");
         assert_eq!(doc["dependencies"]["abs"], "file:/x/y");
@@ -298,6 +316,9 @@ mod tests {
                 .to_string()
                 .contains("package.json")
         );
+        let nothing =
+            absolutize_file_specs(br#"{"type":"module","dependencies":{}}"#, Path::new("/"));
+        assert_eq!(nothing.unwrap(), None, "nothing to install");
     }
 
     #[test]
