@@ -315,3 +315,27 @@ fn large_bodies_cross_the_worker_protocol_intact() {
         }
     }
 }
+
+#[test]
+fn a_js_file_under_type_module_is_loaded_as_esm() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "package.json", r#"{"type":"module"}"#);
+    write(
+        dir.path(),
+        "lib.js",
+        "export const greet = (n) => `hi ${n}`;",
+    );
+    let handler = write(
+        dir.path(),
+        "index.js",
+        "import { greet } from './lib.js';\nexport async function handler(event, context) { return greet(context.method); }",
+    );
+    let shim = Shim::start(&handler, &[]);
+    assert_eq!(shim.get("/").text(), "hi GET", "{}", shim.logs());
+    // Nothing to install: no npm run for a package.json without dependencies.
+    assert!(
+        !shim.logs().contains("installing dependencies"),
+        "{}",
+        shim.logs()
+    );
+}
