@@ -93,8 +93,24 @@ pub async fn run(mut config: Config) -> Result<ExitCode> {
             i32::from(reply.status != 0)
         }
         Ok(worker::Delivery::NotSent | worker::Delivery::Lost) => {
-            print(r#"{"error":"the worker exited during the invocation"}"#);
-            1
+            // The handler ended the process itself (process.exit, sys.exit):
+            // its exit status is the run's.
+            let mut child = running.child;
+            let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            return Ok(match status {
+                Ok(Ok(status)) if status.success() => {
+                    print("null");
+                    0
+                }
+                other => {
+                    let status = other
+                        .map(|s| s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
+                        .unwrap_or_else(|_| "still running".into());
+                    print(&serde_json::json!({ "error": format!("the handler's process exited ({status}) during the invocation") }).to_string());
+                    let _ = child.kill().await;
+                    1
+                }
+            });
         }
         Err(_) => {
             print(&serde_json::json!({ "error": format!("the handler did not finish within {:?} (KIPPER_TIMEOUT)", config.timeout) }).to_string());

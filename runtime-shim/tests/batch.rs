@@ -42,6 +42,16 @@ fn node_batch_exit_codes() {
             1,
         ),
         ("load.js", "module.exports = ;", 1),
+        (
+            "exit0.js",
+            "module.exports = () => { process.exit(0); };",
+            0,
+        ),
+        (
+            "exit2.js",
+            "module.exports = () => { process.exit(2); };",
+            1,
+        ),
     ];
     for (file, code, expected) in cases {
         let handler = write(dir.path(), file, code);
@@ -102,6 +112,8 @@ fn python_batch_exit_codes() {
         ),
         ("async.py", "async def main():\n    return 'async ran'", 0),
         ("load.py", "import kipper_missing_module", 1),
+        ("exit0.py", "import sys\ndef main():\n    sys.exit(0)", 0),
+        ("exit3.py", "import sys\ndef main():\n    sys.exit(3)", 1),
     ];
     for (file, code, expected) in cases {
         let handler = write(dir.path(), file, code);
