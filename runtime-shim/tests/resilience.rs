@@ -237,3 +237,15 @@ fn requests_avoid_a_worker_busy_with_a_slow_invocation() {
         "{fast_pids:?} vs {slow_pid}"
     );
 }
+
+#[test]
+fn an_unusable_work_dir_answers_503_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = write(dir.path(), "index.js", "module.exports = () => 'ok';");
+    // Unix socket paths are limited to 108 bytes.
+    let long = dir.path().join("w".repeat(120));
+    let shim = Shim::spawn(&handler, &[("KIPPER_WORK_DIR", long.to_str().unwrap())]);
+    let r = harness::request_when_bound(shim.port, "GET", "/", &[], b"", Duration::from_secs(10));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("KIPPER_WORK_DIR"), "{}", r.text());
+}

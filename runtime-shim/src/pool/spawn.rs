@@ -50,12 +50,13 @@ pub struct Running {
 pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Running, StartError> {
     let socket = spec.socket_dir.join(format!("w{slot}-{generation}.sock"));
     let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(|source| {
-        StartError::Other(Error::Io {
-            what: "cannot create the worker socket",
-            path: socket.clone(),
-            source,
-        })
+    // A socket that cannot be created (read-only dir, path over 108 bytes)
+    // will not be creatable on a retry either: a failure of the whole start.
+    let listener = UnixListener::bind(&socket).map_err(|e| {
+        StartError::LoadFailed(format!(
+            "cannot create the worker socket {} ({e}); set KIPPER_WORK_DIR to a short writable path",
+            socket.display()
+        ))
     })?;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
