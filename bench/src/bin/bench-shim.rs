@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 use kipper_bench::report::Table;
-use kipper_bench::shim::{self, Lang, Setup, ShimProcess, cold, direct, ratio, wrk};
+use kipper_bench::shim::{self, Lang, Setup, ShimProcess, cold, direct, ratio, reference, wrk};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks kipper-shim (node and python) and prints tables")]
@@ -97,6 +97,22 @@ async fn main() -> Result<()> {
             "errors",
         ],
     );
+    let mut references = Table::new(
+        format!(
+            "Same-run references: the hello handler behind each language's standard HTTP server, wrk -t{} -c{} -d{}s",
+            setup.threads, setup.connections, args.duration
+        ),
+        &[
+            "runtime",
+            "reference server",
+            "reference req/s",
+            "shim req/s",
+            "shim/reference",
+            "p50",
+            "p99",
+            "errors",
+        ],
+    );
     let mut latency = Table::new(
         "Added latency at one connection: wrk -t1 -c1 through the shim vs the worker called directly",
         &[
@@ -139,6 +155,7 @@ async fn main() -> Result<()> {
                 args.duration,
                 &mut throughput,
                 &mut latency,
+                &mut references,
             )
             .await?;
         }
@@ -166,12 +183,13 @@ async fn main() -> Result<()> {
     }
 
     print!("{}", throughput.render());
+    print!("{}", references.render());
     print!("{}", latency.render());
     print!("{}", cold_table.render());
     println!(
         "\nTargets (issue 4): node >= 21000 req/s, python >= 22000 req/s; added p50 <= 100 us; 0 failed of {} requests sent during start.\n\
          'direct workers' = the same worker processes driven over their socket protocol by this process (no HTTP, no shim): the ceiling.\n\
-         'upstream' figures are quoted from the issue (Kipper's Express / http.server runtimes), not measured here.\n\
+         'upstream' figures are quoted from the issue (Kipper's Express / http.server runtimes); the 'references' (bench/reference/) are measured here.\n\
          Load average before: {load_before}; after: {} (other engineers' builds share these {cpus} CPUs: figures are noisy).",
         setup.cold_requests,
         shim::loadavg()
@@ -186,6 +204,7 @@ async fn measure_load(
     duration: u64,
     throughput: &mut Table,
     latency: &mut Table,
+    references: &mut Table,
 ) -> Result<()> {
     eprintln!("bench-shim: {} direct-worker baseline", lang.name());
     let base = direct::measure(
@@ -212,6 +231,32 @@ async fn measure_load(
     let load = wrk::run(&url, setup.threads, setup.connections, setup.duration)?;
     let one = wrk::run(&url, 1, 1, Duration::from_secs(5))?;
     drop(proc);
+
+    eprintln!(
+        "bench-shim: {} reference server ({})",
+        lang.name(),
+        reference::describe(lang)
+    );
+    let server = reference::start(setup, lang)?;
+    let ref_url = format!("http://127.0.0.1:{}/event", server.port);
+    wrk::run(
+        &ref_url,
+        setup.threads,
+        setup.connections,
+        Duration::from_secs(2),
+    )?;
+    let refr = wrk::run(&ref_url, setup.threads, setup.connections, setup.duration)?;
+    drop(server);
+    references.row(vec![
+        lang.name().into(),
+        reference::describe(lang).into(),
+        format!("{:.0}", refr.rps),
+        format!("{:.0}", load.rps),
+        ratio(load.rps, refr.rps),
+        format!("{:.0} us", refr.p50_us),
+        format!("{:.0} us", refr.p99_us),
+        refr.errors.to_string(),
+    ]);
 
     throughput.row(vec![
         lang.name().into(),

@@ -6,6 +6,7 @@
 
 pub mod cold;
 pub mod direct;
+pub mod reference;
 pub mod wrk;
 
 use std::path::{Path, PathBuf};
