@@ -67,6 +67,8 @@ pub struct Setup {
     pub connections: u32,
     pub cold_runs: usize,
     pub cold_requests: usize,
+    /// Throughput runs whose median is reported.
+    pub repeats: usize,
 }
 
 /// The repository root (this crate lives in `bench/`).
