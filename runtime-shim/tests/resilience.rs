@@ -249,3 +249,38 @@ fn an_unusable_work_dir_answers_503_naming_the_setting() {
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("KIPPER_WORK_DIR"), "{}", r.text());
 }
+
+#[test]
+fn concurrent_requests_get_their_own_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = write(
+        dir.path(),
+        "index.js",
+        "module.exports = async (event) => { await new Promise(r => setImmediate(r)); return { echo: event.n }; };",
+    );
+    let python = write(
+        dir.path(),
+        "handler.py",
+        "def handler(event):\n    return {'echo': event['n']}",
+    );
+    for handler in [node, python] {
+        let shim = Shim::start(&handler, &[("KIPPER_WORKERS", "2")]);
+        let port = shim.port;
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        let n = t * 1000 + i;
+                        let body = format!("{{\"n\":{n}}}");
+                        let r = request(port, "POST", "/event", &[], body.as_bytes());
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        assert_eq!(r.json()["echo"], n, "request {n} got another's answer");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+}
