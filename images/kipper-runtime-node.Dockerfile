@@ -24,5 +24,5 @@ ENV PORT=8080 \
 WORKDIR /app
 # The node image's unprivileged user.
 USER 1000:1000
-EXPOSE 8080 9091
+EXPOSE 8080 9092
 ENTRYPOINT ["/usr/local/bin/kipper-shim"]

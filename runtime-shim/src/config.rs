@@ -39,7 +39,8 @@ pub struct Args {
     pub bind: IpAddr,
 
     /// Port of the admin server (`/metrics`, `/health`, `/ready`); 0 disables it.
-    #[arg(long, env = "KIPPER_ADMIN_PORT", default_value_t = 9091)]
+    /// Not 9091: the kipper-poll sidecar's admin port, in the same pod network.
+    #[arg(long, env = "KIPPER_ADMIN_PORT", default_value_t = 9092)]
     pub admin_port: u16,
 
     /// `http` (serve) or `batch` (invoke once, print, exit).
@@ -345,6 +346,11 @@ mod tests {
         assert_eq!(c.handler, PathBuf::from("/app/function/index.js"));
         assert_eq!(c.runtime, Runtime::Node);
         assert_eq!(c.listen.port(), 8080);
+        assert_eq!(
+            c.admin.map(|a| a.port()),
+            Some(9092),
+            "clear of kipper-poll's 9091 and 9090"
+        );
         assert_eq!(c.mode, Mode::Http);
         assert!(c.workers >= 1);
         let c = parse(&["--runtime", "python"]).unwrap();
