@@ -35,7 +35,9 @@ if ((sidecar)); then
     kill -0 "$shim" 2>/dev/null || { echo "run-pod: kipper-shim exited" >&2; exit 1; }
     sleep 0.1
   done
-  KIPPER_TARGET_URL=${KIPPER_TARGET_URL:-http://127.0.0.1:$PORT/event} "$target/kipper-poll" &
+  KIPPER_TARGET_URL=${KIPPER_TARGET_URL:-http://127.0.0.1:$PORT/event} \
+    KIPPER_TARGET_READY_URL=${KIPPER_TARGET_READY_URL:-http://127.0.0.1:$PORT/ready} \
+    "$target/kipper-poll" &
   poll=$!
 fi
 wait -n
