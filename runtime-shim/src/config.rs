@@ -104,7 +104,9 @@ pub struct Args {
 /// The language of the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
+    /// `node` running `bootstrap/node.js`.
     Node,
+    /// `python3` running `bootstrap/python.py`.
     Python,
 }
 
@@ -130,32 +132,52 @@ impl Runtime {
 /// Whether the shim serves HTTP or runs the handler once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Serve HTTP until SIGTERM.
     Http,
+    /// Invoke once, print the result, exit 0 or 1.
     Batch,
 }
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The handler file (`KIPPER_FUNCTION_PATH`).
     pub handler: PathBuf,
+    /// Its language (`KIPPER_RUNTIME`, else inferred).
     pub runtime: Runtime,
+    /// `KIPPER_MODE`.
     pub mode: Mode,
+    /// `KIPPER_TRIGGER`, when set.
     pub trigger: Option<String>,
+    /// The function's address (`KIPPER_BIND`, `PORT`).
     pub listen: SocketAddr,
+    /// The admin server's address, unless disabled.
     pub admin: Option<SocketAddr>,
+    /// Worker processes (`KIPPER_WORKERS`).
     pub workers: usize,
+    /// Per-invocation timeout (`KIPPER_TIMEOUT`).
     pub timeout: Duration,
+    /// Requests held at most during a cold start (`KIPPER_HOLD_MAX`).
     pub hold_max: usize,
+    /// Longest hold (`KIPPER_HOLD_TIMEOUT`).
     pub hold_timeout: Duration,
+    /// Largest request body in bytes (`KIPPER_BODY_LIMIT`).
     pub body_limit: usize,
+    /// SIGTERM drain (`KIPPER_GRACE`).
     pub grace: Duration,
+    /// Writable directory (`KIPPER_WORK_DIR`).
     pub work_dir: PathBuf,
     /// The work dir is the shim's own temporary one: removed at exit.
     pub owns_work_dir: bool,
+    /// Dependency cache (`KIPPER_DEPS_CACHE`).
     pub deps_cache: Option<PathBuf>,
+    /// `KIPPER_NODE_BIN`.
     pub node_bin: String,
+    /// `KIPPER_PYTHON_BIN`.
     pub python_bin: String,
+    /// `KIPPER_NPM_BIN`.
     pub npm_bin: String,
+    /// `KIPPER_LOG_FORMAT=json`.
     pub json_logs: bool,
 }
 

@@ -20,10 +20,15 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::{Error, Result};
 
+/// Frame kind: shim -> worker, one invocation.
 pub const INVOKE: u8 = 1;
+/// Frame kind: worker -> shim, the answer to an invocation.
 pub const RESULT: u8 = 2;
+/// Frame kind: worker -> shim, a line the handler printed.
 pub const LOG: u8 = 4;
+/// Frame kind: worker -> shim, the handler loaded.
 pub const READY: u8 = 10;
+/// Frame kind: worker -> shim, the handler failed to load (and why).
 pub const LOAD_FAILED: u8 = 11;
 
 /// `INVOKE` flag: the request came to `POST /event` (context.trigger is the event trigger).
@@ -43,10 +48,15 @@ pub enum BodyKind {
     Text = 2,
 }
 
-/// `RESULT` content types, so the common ones cost one byte.
+/// `RESULT` content type codes, so the common ones cost one byte.
+///
+/// No content type (the handler set its own, or there is no body).
 pub const CT_NONE: u8 = 0;
+/// `application/json`.
 pub const CT_JSON: u8 = 1;
+/// `text/plain; charset=utf-8`.
 pub const CT_TEXT: u8 = 2;
+/// `application/octet-stream`.
 pub const CT_OCTET: u8 = 3;
 
 /// The `Content-Type` header value of a `RESULT` content type code.
@@ -68,16 +78,25 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// One invocation, borrowed from the HTTP request.
 #[derive(Debug, Clone, Copy)]
 pub struct Invoke<'a> {
+    /// Frame id, assigned by the worker handle.
     pub id: u32,
+    /// `FLAG_EVENT`, `FLAG_BATCH`.
     pub flags: u8,
+    /// How the worker turns the body into `event`.
     pub body_kind: BodyKind,
+    /// `context.deadline`, Unix milliseconds.
     pub deadline_ms: u64,
+    /// `context.method`.
     pub method: &'a str,
+    /// `context.path`.
     pub path: &'a str,
+    /// The raw query string, parsed into `context.query` by the worker.
     pub query: &'a str,
     /// Lower-case `name:value\n` lines.
     pub headers: &'a [u8],
+    /// `context.requestId`.
     pub request_id: &'a str,
+    /// The request body.
     pub body: &'a [u8],
 }
 
@@ -124,20 +143,35 @@ impl Invoke<'_> {
 /// A frame received from a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
+    /// The answer to an invocation.
     Result(Reply),
-    Log { id: u32, stderr: bool, text: Bytes },
+    /// A line the handler printed during invocation `id` (0: none).
+    Log {
+        /// The invocation that printed it.
+        id: u32,
+        /// Printed to stderr rather than stdout.
+        stderr: bool,
+        /// The text.
+        text: Bytes,
+    },
+    /// The handler loaded.
     Ready,
+    /// The handler failed to load: the error and its stack.
     LoadFailed(String),
 }
 
 /// A worker's answer to one invocation, already mapped to HTTP by the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The invocation's frame id.
     pub id: u32,
+    /// HTTP status (batch mode: the exit code).
     pub status: u16,
+    /// One of the `CT_*` codes.
     pub content_type: u8,
     /// `name:value\n` lines set by the handler.
     pub headers: Bytes,
+    /// The response body (batch mode: the JSON to print).
     pub body: Bytes,
 }
 

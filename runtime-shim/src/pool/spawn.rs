@@ -21,9 +21,13 @@ const CLOSED_EARLY: &str = "the worker closed its connection before the handler 
 /// How to start a worker process.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
+    /// The interpreter.
     pub program: String,
+    /// Its arguments: the bootstrap file.
     pub args: Vec<String>,
+    /// Added environment: handler path, runtime, trigger, module paths.
     pub env: Vec<(String, String)>,
+    /// The handler's folder.
     pub cwd: PathBuf,
     /// Where the per-worker unix sockets are created.
     pub socket_dir: PathBuf,
@@ -42,7 +46,9 @@ pub enum StartError {
 
 /// A started worker: the handle the pool shares, and what the supervisor owns.
 pub struct Running {
+    /// The handle requests are dispatched to.
     pub worker: Arc<Worker>,
+    /// The process, owned by the supervisor.
     pub child: Child,
 }
 

@@ -44,7 +44,9 @@ struct Outbox {
 
 /// A worker the pool dispatches to.
 pub struct Worker {
+    /// Its slot in the pool (stable across replacements).
     pub slot: usize,
+    /// The process id, for logs.
     pub pid: Option<u32>,
     out: Mutex<Outbox>,
     wake: Notify,

@@ -22,11 +22,17 @@ use crate::protocol::{self, BodyKind, FLAG_EVENT, Invoke};
 /// What every request needs, shared by all connections.
 #[derive(Debug)]
 pub struct App {
+    /// The workers.
     pub pool: Arc<Pool>,
+    /// Where requests wait during a cold start.
     pub gate: HoldGate,
+    /// Counters and histograms.
     pub metrics: Arc<Metrics>,
+    /// Per-invocation timeout.
     pub timeout: Duration,
+    /// Longest wait for a worker (cold start or replacement).
     pub hold_timeout: Duration,
+    /// Largest body accepted.
     pub body_limit: usize,
     id_prefix: u32,
     counter: AtomicU64,
