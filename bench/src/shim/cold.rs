@@ -77,7 +77,9 @@ pub fn first_response(setup: &Setup, lang: Lang) -> Result<FirstResponse> {
 /// `n` requests sent together while the shim starts.
 #[derive(Debug, Clone, Copy)]
 pub struct Burst {
+    /// Answered 200.
     pub ok: usize,
+    /// Anything else, or no answer.
     pub failed: usize,
     /// Process start to the last response.
     pub last_ms: f64,

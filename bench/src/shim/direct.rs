@@ -17,7 +17,9 @@ use super::{Lang, Setup};
 /// What calling workers directly measured.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Direct {
+    /// Median round trip of one invocation at a time.
     pub p50_us: f64,
+    /// 99th percentile of the same.
     pub p99_us: f64,
     /// Invocations per second with `connections` in flight over `workers` workers.
     pub rps: f64,

@@ -18,11 +18,14 @@ use anyhow::{Context, Result, bail};
 /// A language under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
+    /// examples/hello-node.
     Node,
+    /// examples/hello-python.
     Python,
 }
 
 impl Lang {
+    /// Its name in tables and flags.
     pub fn name(self) -> &'static str {
         match self {
             Lang::Node => "node",
@@ -58,14 +61,23 @@ impl Lang {
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct Setup {
+    /// The repository root.
     pub repo: PathBuf,
+    /// The release kipper-shim binary.
     pub shim: PathBuf,
+    /// The python executable.
     pub python: String,
+    /// The node executable.
     pub node: String,
+    /// Length of each throughput run.
     pub duration: Duration,
+    /// wrk threads.
     pub threads: u32,
+    /// wrk connections.
     pub connections: u32,
+    /// Cold starts whose median is reported.
     pub cold_runs: usize,
+    /// Requests sent together during a cold start.
     pub cold_requests: usize,
     /// Throughput runs whose median is reported.
     pub repeats: usize,
@@ -134,8 +146,11 @@ pub fn free_port() -> Result<u16> {
 
 /// A running shim, killed on drop.
 pub struct ShimProcess {
+    /// The process.
     pub child: Child,
+    /// Its function port.
     pub port: u16,
+    /// When it was spawned (t = 0 of a cold start).
     pub started: Instant,
     _work: tempfile::TempDir,
 }

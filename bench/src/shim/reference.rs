@@ -13,6 +13,7 @@ use super::{Lang, Setup, free_port};
 /// A running reference server, killed on drop.
 pub struct Reference {
     child: Child,
+    /// Where it listens.
     pub port: u16,
 }
 

@@ -8,9 +8,13 @@ use anyhow::{Context, Result, bail};
 /// What one wrk run measured.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WrkResult {
+    /// Requests per second.
     pub rps: f64,
+    /// Median latency.
     pub p50_us: f64,
+    /// 99th percentile latency.
     pub p99_us: f64,
+    /// Requests completed.
     pub requests: u64,
     /// Socket errors plus non-2xx/3xx answers.
     pub errors: u64,
