@@ -9,3 +9,6 @@ if ((${#pip_pkgs[@]})); then
   echo "install-deps: pip install ${pip_pkgs[*]}"
   pip install --quiet "${pip_pkgs[@]}"
 fi
+# kipper-shim's tests pip-install a local folder offline: setuptools and wheel
+# must already be there (python 3.12 no longer bundles setuptools).
+python3 -c 'import setuptools, wheel' 2>/dev/null || { echo "install-deps: pip install setuptools wheel"; pip install --quiet setuptools wheel; }

@@ -5,3 +5,4 @@
 
 pub mod poll;
 pub mod report;
+pub mod shim;
