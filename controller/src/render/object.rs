@@ -36,20 +36,6 @@ pub enum Object {
     Middleware(Middleware),
 }
 
-/// The kinds the controller prunes, in the order they are deleted.
-#[allow(dead_code)] // used by the controller module, next
-pub const PRUNED_KINDS: [&str; 9] = [
-    "Ingress",
-    "Middleware",
-    "HTTPScaledObject",
-    "ScaledObject",
-    "TriggerAuthentication",
-    "CronJob",
-    "Service",
-    "Deployment",
-    "ConfigMap",
-];
-
 impl Object {
     /// The object's kind.
     pub fn kind(&self) -> &'static str {
