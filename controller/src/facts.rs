@@ -3,7 +3,9 @@
 //!
 //! A service `<svc>` in namespace `<ns>` is reachable at `<svc>.<ns>.svc.cluster.local` on its
 //! type's port, and its credentials are in the Secret `<svc>-credentials` (keys `username`,
-//! `password`, `database`), labelled `kipper.run/service-type=<type>`.
+//! `password`, `database`), labelled `kipper.run/service-type=<type>`. A MinIO service's
+//! Secret may also hold `endpoint` (an S3 URL), used by the pending-changes counter instead
+//! of the in-cluster address.
 
 use std::collections::BTreeMap;
 

@@ -24,3 +24,77 @@ pub mod server;
 pub mod telemetry;
 
 pub use error::{Error, Result};
+
+use std::sync::Arc;
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, only SIGTERM stops us.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Runs the controller and its HTTP endpoints until `shutdown` resolves.
+pub async fn run(
+    config: config::ControllerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("listen on {} (--listen)", config.listen),
+            source,
+        })?;
+    tracing::info!(message = "Serving.", listen = %config.listen);
+    let pending_client = client.clone();
+    let state = server::ServerState {
+        metrics: metrics.clone(),
+        pending: Arc::new(move |namespace, function| {
+            let client = pending_client.clone();
+            Box::pin(async move {
+                let target = pending::resolve(&client, &namespace, &function).await?;
+                pending::count_pending(&target, &function).await
+            })
+        }),
+    };
+    // One shutdown signal fans out to the controller and the server.
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        state,
+        stopped(rx.clone()),
+        config.shutdown_grace,
+    ));
+    let ctl = tokio::spawn(controller::run(client, config.render, metrics, stopped(rx)));
+    shutdown.await;
+    tracing::info!(message = "Shutting down.");
+    let _ = tx.send(true);
+    let _ = ctl.await;
+    match server.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::Invalid(format!("server task failed: {e}"))),
+    }
+}
