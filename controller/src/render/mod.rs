@@ -9,7 +9,7 @@ mod batch;
 mod code;
 mod http;
 mod object;
-mod pod;
+pub(crate) mod pod;
 mod scaling;
 
 use std::collections::BTreeMap;
