@@ -161,6 +161,19 @@ impl FakeApi {
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
         let body = request.into_body().collect_bytes().await.unwrap();
+        if method == Method::GET && path.ends_with("/log") {
+            // Pod logs are plain text.
+            self.state.lock().unwrap().log.push(Seen {
+                method: method.clone(),
+                path: path.clone(),
+                query: query.clone(),
+            });
+            let pod = path.rsplit('/').nth(1).unwrap_or_default();
+            return Response::builder()
+                .status(200)
+                .body(Body::from(format!("hello from {pod}\nbye\n").into_bytes()))
+                .unwrap();
+        }
         let (code, value) = self.handle(&method, &path, &query, &body);
         Response::builder()
             .status(StatusCode::from_u16(code).unwrap())
@@ -269,6 +282,10 @@ impl FakeApi {
                 let mut obj: Value = serde_json::from_slice(body).unwrap();
                 if obj["metadata"]["namespace"].is_null() {
                     obj["metadata"]["namespace"] = json!(rest[1]);
+                }
+                // The API server assigns the uid (owner references need it).
+                if obj["metadata"]["uid"].is_null() {
+                    obj["metadata"]["uid"] = json!(format!("uid-{}", st.objects.len()));
                 }
                 let p = path_of(&obj);
                 if st.objects.contains_key(&p) {
