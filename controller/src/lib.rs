@@ -6,6 +6,7 @@
 //! - [`addons`]: typed KEDA, HTTP add-on and Traefik objects, written from `../shared/schemas/`.
 //! - [`render`]: the pure renderer, `Function` + service facts -> objects; no cluster needed.
 //! - [`controller`]: the reconcile loop (server-side apply, pruning, status, hostname checks).
+//! - [`database`]: per-function databases created on bind.
 //! - [`pending`]: counts a bucket's pending changes for KEDA's `metrics-api` trigger (minio).
 //! - [`cli`]: the `kip function` commands.
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod database;
 pub mod error;
 pub mod facts;
 pub mod metrics;

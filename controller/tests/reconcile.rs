@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fake_api::{FakeApi, path_of};
 use http::Method;
-use kipper_controller::controller::{Context, FIELD_MANAGER, error_policy, reconcile};
+use kipper_controller::controller::{Context, FIELD_MANAGER, Provisioner, error_policy, reconcile};
 use kipper_controller::crd::{Function, Trigger, TriggerType};
 use kipper_controller::metrics::Metrics;
 use kube::runtime::controller::Action;
@@ -26,12 +26,39 @@ fn case(name: &str) -> Function {
         .1
 }
 
-fn ctx(client: kube::Client) -> Arc<Context> {
-    Arc::new(Context::new(
+type Created = Arc<std::sync::Mutex<Vec<(String, u16, String, String)>>>;
+
+/// A context whose database creation records (host, port, user, database) instead of
+/// connecting (tests/database.rs covers the real creation).
+fn ctx_recording(client: kube::Client, fail: bool) -> (Arc<Context>, Created) {
+    let created: Created = Arc::default();
+    let seen = created.clone();
+    let provision: Provisioner = Arc::new(move |server, name| {
+        seen.lock()
+            .unwrap()
+            .push((server.host, server.port, server.user, name));
+        Box::pin(async move {
+            if fail {
+                Err(kipper_controller::Error::Render {
+                    part: "database",
+                    reason: "connection refused".into(),
+                })
+            } else {
+                Ok(true)
+            }
+        })
+    });
+    let ctx = Context::with_provisioner(
         client,
         fixtures::settings(),
         Arc::new(Metrics::new()),
-    ))
+        provision,
+    );
+    (Arc::new(ctx), created)
+}
+
+fn ctx(client: kube::Client) -> Arc<Context> {
+    ctx_recording(client, false).0
 }
 
 /// The cluster: the Function itself and the credentials Secrets of the fixture services.
@@ -138,6 +165,41 @@ async fn create_applies_every_object_with_our_field_manager_and_writes_status() 
     for c in ["Rendered", "ServicesBound", "HostnameAvailable", "Ready"] {
         assert_eq!(condition(&status, c).0, "True", "{c}: {status}");
     }
+}
+
+#[tokio::test]
+async fn bound_databases_are_created_and_failures_reported() {
+    let f = case("http"); // binds eventdb (postgres)
+    let (fake, client) = cluster(&f);
+    let (ctx, created) = ctx_recording(client, false);
+    reconcile(Arc::new(f.clone()), ctx).await.unwrap();
+    assert_eq!(
+        created.lock().unwrap().clone(),
+        [(
+            "eventdb.shop-prod.svc.cluster.local".to_owned(),
+            5432,
+            "kipper".to_owned(),
+            "eventdb_webhook_handler_prod".to_owned()
+        )]
+    );
+
+    let _ = fake;
+
+    let (fake, client) = cluster(&f);
+    let (ctx, _) = ctx_recording(client, true);
+    let action = reconcile(Arc::new(f), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let status = status_of(&fake, "webhook-handler");
+    assert_eq!(
+        condition(&status, "ServicesBound"),
+        ("False".into(), "DatabaseNotCreated".into())
+    );
+    assert_eq!(status["phase"], "Failed");
+    assert!(
+        status["conditions"]
+            .to_string()
+            .contains("connection refused")
+    );
 }
 
 #[tokio::test]

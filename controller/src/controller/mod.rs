@@ -10,6 +10,8 @@ mod apply;
 mod status;
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::crd::Function;
+use crate::database::DatabaseServer;
 use crate::facts::{
     SERVICE_TYPE_LABEL, ServiceCatalog, ServiceFacts, ServiceKind, credentials_secret,
 };
@@ -42,17 +45,40 @@ pub struct Context {
     pub settings: RenderSettings,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Creates per-function databases (a stub in tests without database servers).
+    pub provision: Provisioner,
     /// Consecutive failures per `namespace/name`, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
+/// Creates a database on a server unless it exists; `Ok(true)` when it created it.
+pub type Provisioner = Arc<
+    dyn Fn(DatabaseServer, String) -> Pin<Box<dyn Future<Output = Result<bool>> + Send>>
+        + Send
+        + Sync,
+>;
+
 impl Context {
     /// A context with no failures recorded.
     pub fn new(client: Client, settings: RenderSettings, metrics: Arc<Metrics>) -> Self {
+        let provision: Provisioner = Arc::new(|server, name| {
+            Box::pin(async move { crate::database::ensure_database(&server, &name).await })
+        });
+        Self::with_provisioner(client, settings, metrics, provision)
+    }
+
+    /// A context with another way of creating databases.
+    pub fn with_provisioner(
+        client: Client,
+        settings: RenderSettings,
+        metrics: Arc<Metrics>,
+        provision: Provisioner,
+    ) -> Self {
         Self {
             client,
             settings,
             metrics,
+            provision,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -113,6 +139,63 @@ pub async fn service_catalog(
     Ok(catalog)
 }
 
+fn secret_field(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+/// Creates the per-function databases of the Function's database bindings; each failure is
+/// a problem (ServicesBound False, reason DatabaseNotCreated), not an error of the reconcile.
+async fn provision_databases(
+    ctx: &Context,
+    namespace: &str,
+    function: &Function,
+    catalog: &ServiceCatalog,
+) -> Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    for binding in &function.spec.service_bindings {
+        let Some(facts) = catalog.get(&binding.name) else {
+            continue; // reported by the renderer as UnknownService
+        };
+        if !matches!(facts.kind, ServiceKind::Postgres | ServiceKind::Mysql) {
+            continue;
+        }
+        let name = binding.database.clone().unwrap_or_else(|| {
+            crate::crd::default_database_name(
+                &binding.name,
+                &function.name_any(),
+                function
+                    .labels()
+                    .get(crate::render::ENVIRONMENT_LABEL)
+                    .map(String::as_str),
+            )
+        });
+        let Some(secret) = secrets.get_opt(&facts.secret).await? else {
+            continue;
+        };
+        let server = DatabaseServer {
+            kind: facts.kind,
+            host: facts.host.clone(),
+            port: facts.port,
+            user: secret_field(&secret, crate::facts::keys::USERNAME).unwrap_or_default(),
+            password: secret_field(&secret, crate::facts::keys::PASSWORD).unwrap_or_default(),
+        };
+        match (ctx.provision)(server, name.clone()).await {
+            Ok(true) => {
+                info!(message = "Created a per-function database.", database = %name, service = %binding.name)
+            }
+            Ok(false) => {}
+            Err(e) => problems.push(Problem {
+                condition: condition::SERVICES_BOUND,
+                reason: "DatabaseNotCreated",
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok(problems)
+}
+
 /// Who, other than `function`, serves `host` through an Ingress (`Kind namespace/name`).
 async fn host_owner(client: &Client, host: &str, function: &Function) -> Result<Option<String>> {
     let uid = function.uid().unwrap_or_default();
@@ -170,6 +253,7 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
     let mut rendered = render::render(function, &catalog, &ctx.settings);
 
     let mut problems = rendered.problems.clone();
+    problems.extend(provision_databases(ctx, &namespace, function, &catalog).await?);
     let mut host_checked = false;
     if let Some(host) = rendered.host.clone() {
         host_checked = true;
