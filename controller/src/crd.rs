@@ -410,6 +410,23 @@ impl FunctionSpec {
         }
         for key in self.env.keys() {
             validate_env_name("spec.env", key)?;
+            if key == "PORT" || key.starts_with("KIPPER_") {
+                return Err(Error::Invalid(format!(
+                    "spec.env {key} is set by Kipper: use spec.port (--port) for PORT; KIPPER_* names are reserved"
+                )));
+            }
+        }
+        for origin in &self.csp_allowlist {
+            // Each entry becomes a CSP source token: no separators or quotes may slip in.
+            let ok = !origin.is_empty()
+                && !origin
+                    .chars()
+                    .any(|c| c.is_whitespace() || matches!(c, ';' | ',' | '\'' | '"'));
+            if !ok {
+                return Err(Error::Invalid(format!(
+                    "spec.cspAllowlist {origin:?} is not a CSP source: use an origin such as https://cdn.example.com"
+                )));
+            }
         }
         Ok(())
     }
@@ -599,6 +616,22 @@ mod tests {
         );
         assert!(spec().validate("Bad_Name").is_err());
         assert!(spec().validate(&"a".repeat(48)).is_err());
+        let mut s = spec();
+        s.env.insert("KIPPER_TRIGGER".into(), "x".into());
+        assert!(
+            s.validate("f")
+                .unwrap_err()
+                .to_string()
+                .contains("reserved")
+        );
+        let mut s = spec();
+        s.csp_allowlist.push("https://a.com; script-src *".into());
+        assert!(
+            s.validate("f")
+                .unwrap_err()
+                .to_string()
+                .contains("cspAllowlist")
+        );
     }
 
     #[test]
