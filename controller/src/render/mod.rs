@@ -7,6 +7,7 @@
 
 mod batch;
 mod code;
+mod env;
 mod http;
 mod object;
 pub(crate) mod pod;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::pod::{Database, source_database};
+use super::env::{Database, source_database};
 use super::{Ctx, Object, Problem, condition};
 use crate::addons::keda::{
     AuthenticationRef, ScaleTargetRef, ScaleTrigger, ScaledObject, ScaledObjectSpec,
