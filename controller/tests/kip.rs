@@ -626,6 +626,34 @@ async fn test_run_and_logs() {
     assert_eq!(job["spec"]["backoffLimit"], 0);
     assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
 
+    // With a deployed CronJob, the test run copies its pod (here: a custom image).
+    fake.insert(json!({"apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "nightly-cron", "namespace": NS, "labels": {"app": "nightly"}},
+        "spec": {"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "function", "image": "deployed:7",
+                "env": [{"name": "KIPPER_TRIGGER", "value": "cron"}, {"name": "X", "value": "1"}]}]}}}}}
+    }));
+    run(&client, &["test-run", "nightly"], None)
+        .await
+        .result
+        .unwrap();
+    let jobs: Vec<Value> = fake
+        .paths()
+        .into_iter()
+        .filter(|p| p.contains("/jobs/"))
+        .map(|p| fake.get(&p).unwrap())
+        .collect();
+    let copied = jobs
+        .iter()
+        .find(|j| j["spec"]["template"]["spec"]["containers"][0]["image"] == "deployed:7")
+        .unwrap();
+    let env = &copied["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        env,
+        &json!([{"name": "KIPPER_TRIGGER", "value": "test"}, {"name": "X", "value": "1"}])
+    );
+
     fake.insert(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "nightly-cron-1-abc", "namespace": NS, "labels": {"app": "nightly"}}}));
     let r = run(&client, &["logs", "nightly"], None).await;

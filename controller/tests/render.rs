@@ -504,6 +504,28 @@ fn cron_and_test_run_share_the_pod_but_not_the_trigger() {
     assert_eq!(jc["image"], c["image"]);
     assert_eq!(jc["volumeMounts"], c["volumeMounts"]);
     assert_eq!(job["spec"]["template"]["spec"]["volumes"], pod["volumes"]);
+
+    // From the deployed CronJob: the same pod, only the trigger differs.
+    let Some(Object::CronJob(cron)) = r.objects.iter().find(|o| o.kind() == "CronJob").cloned()
+    else {
+        panic!("no CronJob")
+    };
+    let from_cron = render::test_job_from_cron(&f, &cron, "0123abcd").unwrap();
+    let from_cron = serde_json::to_value(from_cron).unwrap();
+    assert_eq!(from_cron["metadata"]["name"], "opensrs-sync-test-0123abcd");
+    assert_eq!(
+        from_cron["metadata"]["labels"]["kipper.run/trigger"],
+        "test"
+    );
+    assert_eq!(from_cron["spec"]["backoffLimit"], 0);
+    assert_eq!(from_cron["spec"]["ttlSecondsAfterFinished"], 600);
+    let fc = &from_cron["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(plain(fc, "KIPPER_TRIGGER").as_deref(), Some("test"));
+    assert_eq!(strip(fc), strip(c));
+    assert_eq!(
+        from_cron["spec"]["template"]["spec"]["volumes"],
+        pod["volumes"]
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `kip function list`, `delete`, `test-run`, `logs`.
 
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
@@ -91,9 +92,17 @@ pub(crate) async fn test_run(
         .get_opt(name)
         .await?
         .ok_or_else(|| Error::Invalid(format!("function {name:?} not found in {ns}")))?;
-    let catalog = crate::controller::service_catalog(client, ns, &f).await?;
     let suffix = format!("{:08x}", rand::rng().random::<u32>());
-    let job = render::test_job(&f, &catalog, &RenderSettings::default(), &suffix)?;
+    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), ns);
+    // The deployed CronJob is the truth (the controller's images and settings); a function
+    // without one is rendered here with the default settings.
+    let job = match cronjobs.get_opt(&format!("{name}-cron")).await? {
+        Some(cron) => render::test_job_from_cron(&f, &cron, &suffix)?,
+        None => {
+            let catalog = crate::controller::service_catalog(client, ns, &f).await?;
+            render::test_job(&f, &catalog, &RenderSettings::default(), &suffix)?
+        }
+    };
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), ns);
     let created = jobs.create(&PostParams::default(), &job).await?;
     writeln!(

@@ -84,3 +84,54 @@ pub fn test_job(
         ..Default::default()
     })
 }
+
+/// The test-run Job built from the deployed CronJob's pod template, so the test runs exactly
+/// what the schedule runs (image, env, bindings, volumes), with `KIPPER_TRIGGER=test`.
+pub fn test_job_from_cron(function: &Function, cron: &CronJob, suffix: &str) -> crate::Result<Job> {
+    let name = function.name_any();
+    let mut template = cron
+        .spec
+        .job_template
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .ok_or_else(|| crate::Error::Render {
+            part: "test Job",
+            reason: format!("CronJob {name}-cron has no job template"),
+        })?;
+    if let Some(pod) = template.spec.as_mut() {
+        for c in &mut pod.containers {
+            for e in c.env.iter_mut().flatten() {
+                if e.name == "KIPPER_TRIGGER" {
+                    e.value = Some("test".to_owned());
+                }
+            }
+        }
+    }
+    let labels = |m: &mut Option<std::collections::BTreeMap<String, String>>| {
+        if let Some(l) = m.as_mut() {
+            l.insert("kipper.run/trigger".to_owned(), "test".to_owned());
+        }
+    };
+    if let Some(meta) = template.metadata.as_mut() {
+        labels(&mut meta.labels);
+    }
+    let mut metadata = ObjectMeta {
+        name: Some(format!("{name}-test-{suffix}")),
+        namespace: function.namespace(),
+        labels: cron.metadata.labels.clone(),
+        owner_references: function.owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    };
+    labels(&mut metadata.labels);
+    Ok(Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            ttl_seconds_after_finished: Some(TEST_JOB_TTL),
+            template,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}

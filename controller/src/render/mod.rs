@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 use crate::crd::{Function, TriggerType};
 use crate::facts::ServiceCatalog;
 
-pub use batch::test_job;
+pub use batch::{test_job, test_job_from_cron};
 pub use object::Object;
 
 /// Cluster-wide settings of the renderer (controller flags).
