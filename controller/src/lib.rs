@@ -69,13 +69,20 @@ pub async fn run(
         })?;
     tracing::info!(message = "Serving.", listen = %config.listen);
     let pending_client = client.clone();
+    let cache = Arc::new(pending::PendingCache::new(std::time::Duration::from_secs(
+        2,
+    )));
     let state = server::ServerState {
         metrics: metrics.clone(),
         pending: Arc::new(move |namespace, function| {
             let client = pending_client.clone();
+            let cache = cache.clone();
             Box::pin(async move {
-                let target = pending::resolve(&client, &namespace, &function).await?;
-                pending::count_pending(&target, &function).await
+                let count = async {
+                    let target = pending::resolve(&client, &namespace, &function).await?;
+                    pending::count_pending(&target, &function).await
+                };
+                cache.get_or_count(&namespace, &function, count).await
             })
         }),
     };

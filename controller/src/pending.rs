@@ -180,6 +180,48 @@ pub async fn count_pending(target: &BucketTarget, function: &str) -> Result<u64>
     Ok(pending_changes(&listed, checkpoint.as_ref()))
 }
 
+/// Recent counts per `(namespace, function)`. KEDA polls each ScaledObject every few
+/// seconds (and its metrics adapter asks again); the endpoint is reachable from the whole
+/// cluster, so a short-lived cache bounds the S3 listings any caller can cause.
+pub struct PendingCache {
+    ttl: std::time::Duration,
+    entries:
+        std::sync::Mutex<std::collections::HashMap<(String, String), (std::time::Instant, u64)>>,
+}
+
+impl PendingCache {
+    /// A cache keeping counts for `ttl`.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The cached count, or `count()`'s (cached on success; errors are never cached).
+    pub async fn get_or_count<F>(&self, namespace: &str, function: &str, count: F) -> Result<u64>
+    where
+        F: std::future::Future<Output = Result<u64>>,
+    {
+        let key = (namespace.to_owned(), function.to_owned());
+        let now = std::time::Instant::now();
+        {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, n)) = entries.get(&key)
+                && now.duration_since(*at) < self.ttl
+            {
+                return Ok(*n);
+            }
+        }
+        let n = count.await?;
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop stale entries so deleted functions do not accumulate.
+        entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+        entries.insert(key, (now, n));
+        Ok(n)
+    }
+}
+
 /// Resolves a Function's minio trigger to its bucket and the source service's credentials.
 pub async fn resolve(
     client: &kube::Client,
@@ -276,6 +318,50 @@ mod tests {
         assert_eq!(pending_changes(&listed, Some(&cp)), 3);
         let caught_up = map(&[("same", "\"1\""), ("changed", "\"2\""), ("gone", "\"3\"")]);
         assert_eq!(pending_changes(&caught_up, Some(&cp)), 0);
+    }
+
+    #[tokio::test]
+    async fn the_cache_answers_within_its_ttl_and_never_caches_errors() {
+        let cache = PendingCache::new(std::time::Duration::from_secs(60));
+        assert_eq!(
+            cache
+                .get_or_count("ns", "f", async { Ok(3) })
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            cache
+                .get_or_count("ns", "f", async { Ok(9) })
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            cache
+                .get_or_count("ns", "g", async { Ok(9) })
+                .await
+                .unwrap(),
+            9
+        );
+        let fail = || async { Err(Error::S3("down".into())) };
+        assert!(cache.get_or_count("ns", "h", fail()).await.is_err());
+        assert_eq!(
+            cache
+                .get_or_count("ns", "h", async { Ok(1) })
+                .await
+                .unwrap(),
+            1
+        );
+        let none = PendingCache::new(std::time::Duration::ZERO);
+        assert_eq!(
+            none.get_or_count("ns", "f", async { Ok(3) }).await.unwrap(),
+            3
+        );
+        assert_eq!(
+            none.get_or_count("ns", "f", async { Ok(4) }).await.unwrap(),
+            4
+        );
     }
 
     #[test]

@@ -103,7 +103,8 @@ pub(crate) fn runtime_container(
         env("KIPPER_MODE", kipper_mode),
         env("KIPPER_TRIGGER", trigger),
     ];
-    if spec.runtime.handler_file().is_some() {
+    // Only inline code runs on our runtime images; a user image decides for itself.
+    if spec.image.is_none() && spec.runtime.handler_file().is_some() {
         vars.push(env("KIPPER_RUNTIME", spec.runtime.as_str()));
     }
     vars.extend(spec.env.iter().map(|(k, v)| env(k, v.clone())));
