@@ -47,23 +47,49 @@ fn etag(s: &str) -> &str {
 }
 
 /// Number of changes in `listed` (key -> etag, the bucket now) not yet in `checkpoint`.
+/// Both maps are sorted, so one merge pass counts them (no lookup per key).
 pub fn pending_changes(listed: &BTreeMap<String, String>, checkpoint: Option<&Checkpoint>) -> u64 {
-    let visible = |k: &&String| !k.starts_with(RESERVED_PREFIX);
+    use std::cmp::Ordering;
+    let visible = |k: &String| !k.starts_with(RESERVED_PREFIX);
     let Some(cp) = checkpoint else {
-        return listed.keys().filter(visible).count() as u64;
+        return listed.keys().filter(|k| visible(k)).count() as u64;
     };
-    let changed = listed
-        .iter()
-        .filter(|(k, _)| visible(k))
-        .filter(|(k, tag)| cp.objects.get(*k).is_none_or(|old| etag(old) != etag(tag)))
-        .count();
-    let deleted = cp
-        .objects
-        .keys()
-        .filter(visible)
-        .filter(|k| !listed.contains_key(*k))
-        .count();
-    (changed + deleted) as u64
+    let mut now = listed.iter().filter(|(k, _)| visible(k)).peekable();
+    let mut then = cp.objects.iter().filter(|(k, _)| visible(k)).peekable();
+    let mut pending = 0u64;
+    loop {
+        match (now.peek(), then.peek()) {
+            (None, None) => return pending,
+            // Listed, not checkpointed: created.
+            (Some(_), None) => {
+                pending += 1;
+                now.next();
+            }
+            // Checkpointed, not listed: deleted.
+            (None, Some(_)) => {
+                pending += 1;
+                then.next();
+            }
+            (Some((k_now, tag_now)), Some((k_then, tag_then))) => match k_now.cmp(k_then) {
+                Ordering::Less => {
+                    pending += 1;
+                    now.next();
+                }
+                Ordering::Greater => {
+                    pending += 1;
+                    then.next();
+                }
+                Ordering::Equal => {
+                    // Overwritten when the etag moved.
+                    if etag(tag_now) != etag(tag_then) {
+                        pending += 1;
+                    }
+                    now.next();
+                    then.next();
+                }
+            },
+        }
+    }
 }
 
 /// Where a function's bucket is and how to log in.
@@ -318,6 +344,46 @@ mod tests {
         assert_eq!(pending_changes(&listed, Some(&cp)), 3);
         let caught_up = map(&[("same", "\"1\""), ("changed", "\"2\""), ("gone", "\"3\"")]);
         assert_eq!(pending_changes(&caught_up, Some(&cp)), 0);
+    }
+
+    #[test]
+    fn the_merge_pass_agrees_with_a_lookup_per_key() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        for _ in 0..200 {
+            let mut random = || -> BTreeMap<String, String> {
+                (0..rng.random_range(0..40))
+                    .map(|_| {
+                        let dir = if rng.random_bool(0.1) { ".kipper/" } else { "" };
+                        (
+                            format!("{dir}k{}", rng.random_range(0..30)),
+                            rng.random_range(0..3).to_string(),
+                        )
+                    })
+                    .collect()
+            };
+            let listed = random();
+            let objects = random();
+            let visible = |k: &str| !k.starts_with(RESERVED_PREFIX);
+            let naive = listed
+                .iter()
+                .filter(|(k, v)| visible(k) && objects.get(*k) != Some(v))
+                .count()
+                + objects
+                    .keys()
+                    .filter(|k| visible(k) && !listed.contains_key(*k))
+                    .count();
+            let cp = Checkpoint {
+                version: 1,
+                prefix: String::new(),
+                objects,
+            };
+            assert_eq!(
+                pending_changes(&listed, Some(&cp)),
+                naive as u64,
+                "{listed:?} vs {cp:?}"
+            );
+        }
     }
 
     #[tokio::test]
