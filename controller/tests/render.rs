@@ -287,8 +287,6 @@ fn runtime_gets_port_probes_and_mode() {
     assert_eq!(plain(c, "KIPPER_TRIGGER").as_deref(), Some("postgres"));
     assert_eq!(c["image"], "registry.example.com/order-processor:latest");
     assert_eq!(c["ports"][0]["containerPort"], 9000);
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
     assert_eq!(
         c["envFrom"][0]["secretRef"]["name"],
         "process-orders-secrets"
@@ -298,6 +296,17 @@ fn runtime_gets_port_probes_and_mode() {
         "replicas belong to KEDA"
     );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    // A user image is held to the upstream contract (/health) and picks its own runtime.
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
+    assert!(plain(c, "KIPPER_RUNTIME").is_none());
+    // Inline code runs on our runtime image, behind the shim's /ready.
+    let r = rendered("mysql");
+    let dep = value(&r, "Deployment", "sync-users");
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(plain(c, "KIPPER_RUNTIME").as_deref(), Some("node"));
 }
 
 #[test]

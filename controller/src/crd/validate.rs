@@ -5,6 +5,9 @@
 use super::{FunctionSpec, Trigger, TriggerType};
 use crate::{Error, Result};
 
+/// Admin (metrics) ports of kipper-poll and kipper-shim, which share the pod's network.
+const ADMIN_PORTS: [i32; 2] = [9091, 9092];
+
 impl FunctionSpec {
     /// Checks what the schema cannot: the combinations. Errors name the field and the fix.
     pub fn validate(&self, name: &str) -> Result<()> {
@@ -24,6 +27,12 @@ impl FunctionSpec {
                 )));
             }
             _ => {}
+        }
+        if ADMIN_PORTS.contains(&self.port) {
+            return Err(Error::Invalid(format!(
+                "spec.port {} is taken in the pod by the metrics of kipper-poll (9091) and kipper-shim (9092): use another --port, e.g. 8080",
+                self.port
+            )));
         }
         if !(1..=65535).contains(&self.port) {
             return Err(Error::Invalid(format!(
@@ -245,6 +254,14 @@ mod tests {
         );
         assert!(spec().validate("Bad_Name").is_err());
         assert!(spec().validate(&"a".repeat(48)).is_err());
+        let mut s = spec();
+        s.port = 9091;
+        assert!(
+            s.validate("f")
+                .unwrap_err()
+                .to_string()
+                .contains("kipper-poll")
+        );
         let mut s = spec();
         s.env.insert("KIPPER_TRIGGER".into(), "x".into());
         assert!(

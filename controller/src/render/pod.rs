@@ -153,8 +153,16 @@ pub(crate) fn runtime_container(
             (&r.cpu_limit, &r.memory_limit),
         )),
         // Readiness gates traffic and the sidecar; polled every second so a cold start is
-        // seen as soon as the handler is loaded.
-        readiness_probe: serving.then(|| http_probe("/ready", 1, 3)),
+        // seen as soon as the handler is loaded. The shim's `/ready` exists only in our
+        // runtime images: a user image is held to the upstream contract, `/health`.
+        readiness_probe: serving.then(|| {
+            let path = if spec.image.is_some() {
+                "/health"
+            } else {
+                "/ready"
+            };
+            http_probe(path, 1, 3)
+        }),
         liveness_probe: serving.then(|| http_probe("/health", 10, 3)),
         security_context: Some(container_security()),
         ..Default::default()
