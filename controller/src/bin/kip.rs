@@ -23,7 +23,17 @@ fn read_secret(key: &str) -> kipper_controller::Result<String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match start().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> anyhow::Result<()> {
     let Kip {
         command: KipCommand::Function(args),
     } = Kip::parse();
