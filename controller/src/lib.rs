@@ -59,7 +59,11 @@ pub async fn run(
     config: config::ControllerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let client = kube::Client::try_default().await?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        Error::Invalid(format!(
+            "no Kubernetes API to talk to ({e}): run in a cluster or set KUBECONFIG"
+        ))
+    })?;
     let metrics = Arc::new(metrics::Metrics::new());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

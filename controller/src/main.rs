@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line naming the setting and the fix; no backtrace for a user's mistake.
-            eprintln!("kipper-controller: {e:#}");
+            eprintln!("kipper-controller: {e}");
             ExitCode::FAILURE
         }
     }

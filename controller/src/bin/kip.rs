@@ -27,7 +27,7 @@ async fn main() -> std::process::ExitCode {
     match start().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
     }
