@@ -416,6 +416,10 @@ fn minio_scales_from_zero_on_the_controllers_pending_count() {
     let r = rendered("minio");
     let so = value(&r, "ScaledObject", "thumbnailer");
     assert_eq!(so["spec"]["minReplicaCount"], 0);
+    assert_eq!(
+        so["spec"]["maxReplicaCount"], 1,
+        "one replica holds the poll lease"
+    );
     let t = &so["spec"]["triggers"][0];
     assert_eq!(t["type"], "metrics-api");
     assert_eq!(

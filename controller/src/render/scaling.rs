@@ -145,7 +145,13 @@ pub(crate) fn objects(
             polling_interval: Some(POLLING_INTERVAL),
             cooldown_period: Some(ctx.function.spec.idle_timeout()),
             min_replica_count: Some(0),
-            max_replica_count: Some(super::http::MAX_REPLICAS),
+            max_replica_count: Some(if trigger.kind == TriggerType::Minio {
+                // kipper-poll's minio poll mode lets one replica (the lease holder) poll:
+                // more replicas would only idle.
+                1
+            } else {
+                super::http::MAX_REPLICAS
+            }),
             triggers: vec![ScaleTrigger {
                 type_: scaler.to_owned(),
                 name: Some(label.to_owned()),
