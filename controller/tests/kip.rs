@@ -566,6 +566,17 @@ async fn env_and_write_only_secrets() {
         .unwrap();
     let r = run(&client, &["secret", "list", "sync"], None).await;
     assert_eq!(r.out, "OPENSRS_API_KEY\nOTHER\n");
+    // Replacing a value marks it rotated (the console's has_previous), still never printed.
+    let r = run(
+        &client,
+        &["secret", "set", "sync", "OPENSRS_API_KEY"],
+        Some("n3w-v4lue"),
+    )
+    .await;
+    r.result.unwrap();
+    assert!(!r.out.contains("n3w-v4lue"));
+    let r = run(&client, &["secret", "list", "sync"], None).await;
+    assert_eq!(r.out, "OPENSRS_API_KEY  (rotated)\nOTHER\n");
     let empty = run(&client, &["secret", "set", "sync", "E"], Some("")).await;
     assert!(empty.result.unwrap_err().to_string().contains("empty"));
     run(&client, &["secret", "delete", "sync", "OTHER"], None)
@@ -574,7 +585,7 @@ async fn env_and_write_only_secrets() {
         .unwrap();
     assert_eq!(
         run(&client, &["secret", "list", "sync"], None).await.out,
-        "OPENSRS_API_KEY\n"
+        "OPENSRS_API_KEY  (rotated)\n"
     );
     let msg = run(&client, &["secret", "delete", "sync", "OTHER"], None)
         .await

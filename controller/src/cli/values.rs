@@ -13,6 +13,24 @@ use crate::crd::{Function, validate_env_name};
 use crate::render::pod::secrets_name;
 use crate::{Error, Result};
 
+/// Annotation of `<fn>-secrets` listing the keys whose value has been replaced (never values).
+const ROTATED_ANNOTATION: &str = "kipper.run/rotated-keys";
+
+fn rotated_keys(secret: &Secret) -> std::collections::BTreeSet<String> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATED_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Parses `KEY=value`.
 pub fn key_value(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
@@ -100,8 +118,15 @@ pub(crate) async fn secret(
             if s.is_none() && functions.get_opt(name).await?.is_none() {
                 return Err(not_found(ns, name));
             }
+            let rotated = s.as_ref().map(rotated_keys).unwrap_or_default();
             for key in s.and_then(|s| s.data).unwrap_or_default().keys() {
-                writeln!(io.out, "{key}").map_err(io_error)?;
+                // Like the console's has_previous: say when a value has been replaced.
+                let note = if rotated.contains(key) {
+                    "  (rotated)"
+                } else {
+                    ""
+                };
+                writeln!(io.out, "{key}{note}").map_err(io_error)?;
             }
             Ok(())
         }
@@ -119,8 +144,17 @@ pub(crate) async fn secret(
             }
             let data = BTreeMap::from([(key.clone(), ByteString(value.into_bytes()))]);
             match secrets.get_opt(&secrets_name(name)).await? {
-                Some(_) => {
-                    let patch = serde_json::json!({ "data": data });
+                Some(existing) => {
+                    let mut rotated = rotated_keys(&existing);
+                    let replaced = existing.data.as_ref().is_some_and(|d| d.contains_key(key));
+                    if replaced {
+                        rotated.insert(key.clone());
+                    }
+                    let rotated: Vec<&str> = rotated.iter().map(String::as_str).collect();
+                    let patch = serde_json::json!({
+                        "metadata": {"annotations": {ROTATED_ANNOTATION: rotated.join(",")}},
+                        "data": data,
+                    });
                     secrets
                         .patch(
                             &secrets_name(name),
