@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env::{binding_env, bindings_env, env, source_database};
 use super::{Ctx, Problem, code, condition};
-use crate::crd::{Runtime, Trigger, TriggerType};
+use crate::crd::{FunctionSpec, Runtime, Trigger, TriggerType};
 use crate::facts::{ServiceKind, lookup};
 
 /// Name of the runtime container.
@@ -152,20 +152,22 @@ pub(crate) fn runtime_container(
             (&r.cpu_request, &r.memory_request),
             (&r.cpu_limit, &r.memory_limit),
         )),
-        // Readiness gates traffic and the sidecar; polled every second so a cold start is
-        // seen as soon as the handler is loaded. The shim's `/ready` exists only in our
-        // runtime images: a user image is held to the upstream contract, `/health`.
-        readiness_probe: serving.then(|| {
-            let path = if spec.image.is_some() {
-                "/health"
-            } else {
-                "/ready"
-            };
-            http_probe(path, 1, 3)
-        }),
+        // Readiness gates traffic; polled every second so a cold start is seen as soon as
+        // the handler is loaded.
+        readiness_probe: serving.then(|| http_probe(readiness_path(spec), 1, 3)),
         liveness_probe: serving.then(|| http_probe("/health", 10, 3)),
         security_context: Some(container_security()),
         ..Default::default()
+    }
+}
+
+/// The path that says the handler can serve. The shim's `/ready` exists only in our
+/// runtime images: a user image is held to the upstream contract, `/health`.
+fn readiness_path(spec: &FunctionSpec) -> &'static str {
+    if spec.image.is_some() {
+        "/health"
+    } else {
+        "/ready"
     }
 }
 
@@ -215,6 +217,15 @@ fn poll_sidecar(
             format!("http://localhost:{port}/event"),
         ),
         env("KIPPER_FUNCTION_NAME", ctx.name.clone()),
+        // The sidecar claims nothing until the handler says it can serve, so no event is
+        // taken (and held) while dependencies install or the handler fails to load.
+        env(
+            "KIPPER_TARGET_READY_URL",
+            format!(
+                "http://localhost:{port}{}",
+                readiness_path(&ctx.function.spec)
+            ),
+        ),
     ];
     let mut setting = |key: &str, var: &str| {
         if let Some(v) = trigger.get(key) {
