@@ -1,0 +1,82 @@
+//! The one error type of the library. Messages name the input at fault and the fix.
+
+/// Everything that can go wrong in the controller, the renderer and the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A user-supplied value (flag, spec field) is wrong; the message names it and the fix.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A part of a Function could not be rendered (reported as a False condition).
+    #[error("cannot render {part}: {reason}")]
+    Render {
+        /// Which object or section could not be rendered.
+        part: &'static str,
+        /// Why, in words the user can act on.
+        reason: String,
+    },
+
+    /// A bound or source service does not exist (no `<service>-credentials` Secret).
+    #[error(
+        "unknown service {service:?} in namespace {namespace:?}: create it with `kip service add` or fix the name"
+    )]
+    UnknownService {
+        /// The service name as given.
+        service: String,
+        /// Where it was looked for.
+        namespace: String,
+    },
+
+    /// The Function's public hostname already belongs to another function or app.
+    #[error("hostname {host} is already used by {owner}: rename the function")]
+    HostnameConflict {
+        /// The contested host.
+        host: String,
+        /// `kind namespace/name` of the current owner.
+        owner: String,
+    },
+
+    /// The Kubernetes API refused or failed a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+
+    /// An object could not be (de)serialized.
+    #[error("serialization: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// YAML output failed.
+    #[error("yaml: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+
+    /// Reading a file or a stream failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being read or written.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// An S3 request for the pending-changes count failed.
+    #[error("s3: {0}")]
+    S3(String),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Short, stable reason used in conditions and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "InvalidSpec",
+            Error::Render { .. } => "RenderFailed",
+            Error::UnknownService { .. } => "UnknownService",
+            Error::HostnameConflict { .. } => "HostnameConflict",
+            Error::Kube(_) => "KubeError",
+            Error::Json(_) | Error::Yaml(_) => "SerializationError",
+            Error::Io { .. } => "IoError",
+            Error::S3(_) => "S3Error",
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! What the renderer needs to know about a Kipper service (the things `kip service add`
+//! created): its type, its in-cluster address and where its credentials live.
+//!
+//! A service `<svc>` in namespace `<ns>` is reachable at `<svc>.<ns>.svc.cluster.local` on its
+//! type's port, and its credentials are in the Secret `<svc>-credentials` (keys `username`,
+//! `password`, `database`), labelled `kipper.run/service-type=<type>`. A MinIO service's
+//! Secret may also hold `endpoint` (an S3 URL), used by the pending-changes counter instead
+//! of the in-cluster address.
+
+use std::collections::BTreeMap;
+
+use crate::crd::TriggerType;
+use crate::{Error, Result};
+
+/// Label on `<svc>-credentials` that says the service's type.
+pub const SERVICE_TYPE_LABEL: &str = "kipper.run/service-type";
+
+/// Kinds of Kipper services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL / MariaDB.
+    Mysql,
+    /// MongoDB.
+    Mongodb,
+    /// Redis.
+    Redis,
+    /// RabbitMQ.
+    Rabbitmq,
+    /// OpenSearch.
+    Opensearch,
+    /// MinIO (S3).
+    Minio,
+}
+
+impl ServiceKind {
+    /// Parses the `kipper.run/service-type` label value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "postgres" | "postgresql" => ServiceKind::Postgres,
+            "mysql" | "mariadb" => ServiceKind::Mysql,
+            "mongodb" => ServiceKind::Mongodb,
+            "redis" => ServiceKind::Redis,
+            "rabbitmq" => ServiceKind::Rabbitmq,
+            "opensearch" => ServiceKind::Opensearch,
+            "minio" => ServiceKind::Minio,
+            _ => return None,
+        })
+    }
+
+    /// The type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Postgres => "postgres",
+            ServiceKind::Mysql => "mysql",
+            ServiceKind::Mongodb => "mongodb",
+            ServiceKind::Redis => "redis",
+            ServiceKind::Rabbitmq => "rabbitmq",
+            ServiceKind::Opensearch => "opensearch",
+            ServiceKind::Minio => "minio",
+        }
+    }
+
+    /// The binding's default variable prefix (CONTRACT section 4).
+    pub fn default_prefix(self) -> &'static str {
+        match self {
+            ServiceKind::Postgres | ServiceKind::Mysql | ServiceKind::Mongodb => "DB_",
+            ServiceKind::Redis => "REDIS_",
+            ServiceKind::Rabbitmq => "AMQP_",
+            ServiceKind::Opensearch => "OPENSEARCH_",
+            ServiceKind::Minio => "S3_",
+        }
+    }
+
+    /// The port the service listens on.
+    pub fn default_port(self) -> u16 {
+        match self {
+            ServiceKind::Postgres => 5432,
+            ServiceKind::Mysql => 3306,
+            ServiceKind::Mongodb => 27017,
+            ServiceKind::Redis => 6379,
+            ServiceKind::Rabbitmq => 5672,
+            ServiceKind::Opensearch => 9200,
+            ServiceKind::Minio => 9000,
+        }
+    }
+
+    /// Database services get a per-function database and `NAME` variables.
+    pub fn is_database(self) -> bool {
+        matches!(
+            self,
+            ServiceKind::Postgres | ServiceKind::Mysql | ServiceKind::Mongodb
+        )
+    }
+
+    /// Services that log in with a user name (Redis uses the password alone).
+    pub fn has_username(self) -> bool {
+        !matches!(self, ServiceKind::Redis)
+    }
+
+    /// The service kind an event trigger reads from.
+    pub fn for_trigger(trigger: TriggerType) -> Option<Self> {
+        match trigger {
+            TriggerType::Postgres => Some(ServiceKind::Postgres),
+            TriggerType::Mysql => Some(ServiceKind::Mysql),
+            TriggerType::Redis => Some(ServiceKind::Redis),
+            TriggerType::Minio => Some(ServiceKind::Minio),
+            TriggerType::Rabbitmq => Some(ServiceKind::Rabbitmq),
+            TriggerType::Http | TriggerType::Cron => None,
+        }
+    }
+}
+
+/// One service's facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceFacts {
+    /// Service name.
+    pub name: String,
+    /// Service type.
+    pub kind: ServiceKind,
+    /// In-cluster DNS name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Secret holding the credentials.
+    pub secret: String,
+}
+
+/// Secret keys inside `<svc>-credentials`.
+pub mod keys {
+    /// User name key.
+    pub const USERNAME: &str = "username";
+    /// Password key.
+    pub const PASSWORD: &str = "password";
+    /// Default database key.
+    pub const DATABASE: &str = "database";
+}
+
+impl ServiceFacts {
+    /// The facts Kipper's naming conventions give for `name` of `kind` in `namespace`.
+    pub fn conventional(name: &str, kind: ServiceKind, namespace: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            host: format!("{name}.{namespace}.svc.cluster.local"),
+            port: kind.default_port(),
+            secret: credentials_secret(name),
+        }
+    }
+}
+
+/// Name of a service's credentials Secret.
+pub fn credentials_secret(service: &str) -> String {
+    format!("{service}-credentials")
+}
+
+/// Known services by name.
+pub type ServiceCatalog = BTreeMap<String, ServiceFacts>;
+
+/// Looks a service up, with the error the user sees when it does not exist.
+pub fn lookup<'a>(
+    catalog: &'a ServiceCatalog,
+    name: &str,
+    namespace: &str,
+) -> Result<&'a ServiceFacts> {
+    catalog.get(name).ok_or_else(|| Error::UnknownService {
+        service: name.to_owned(),
+        namespace: namespace.to_owned(),
+    })
+}

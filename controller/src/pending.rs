@@ -1,0 +1,442 @@
+//! Pending changes of a minio function's bucket, for KEDA's `metrics-api` trigger.
+//!
+//! KEDA has no S3 scaler. kipper-poll keeps a checkpoint of the bucket state it has delivered
+//! (`.kipper/checkpoints/<function>.json`, shared spec in `../shared` minio-checkpoint notes):
+//! `{"version": 1, "prefix": "...", "objects": {"<key>": "<etag>"}}`. Pending changes are the
+//! keys listed now whose etag differs from or is absent in the checkpoint, plus the
+//! checkpointed keys no longer listed; with no checkpoint every listed object is pending.
+//! Everything under `.kipper/` is reserved and never counted. A count above zero wakes the
+//! function from zero replicas; at zero KEDA lets it scale down.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use serde::Deserialize;
+
+use crate::crd::{Function, TriggerType};
+use crate::facts::{ServiceFacts, ServiceKind, credentials_secret, keys};
+use crate::{Error, Result};
+
+/// Prefix reserved for kipper's own objects in a watched bucket.
+pub const RESERVED_PREFIX: &str = ".kipper/";
+
+/// kipper-poll's checkpoint object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Checkpoint {
+    /// Format version (1).
+    #[serde(default)]
+    pub version: u32,
+    /// Watched prefix, empty for the whole bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Delivered state: key -> etag.
+    #[serde(default)]
+    pub objects: BTreeMap<String, String>,
+}
+
+/// Key of a function's checkpoint.
+pub fn checkpoint_key(function: &str) -> String {
+    format!("{RESERVED_PREFIX}checkpoints/{function}.json")
+}
+
+/// ETags come quoted from S3 listings and may be stored either way: compare them unquoted.
+fn etag(s: &str) -> &str {
+    s.trim_matches('"')
+}
+
+/// Number of changes in `listed` (key -> etag, the bucket now) not yet in `checkpoint`.
+/// Both maps are sorted, so one merge pass counts them (no lookup per key).
+pub fn pending_changes(listed: &BTreeMap<String, String>, checkpoint: Option<&Checkpoint>) -> u64 {
+    use std::cmp::Ordering;
+    let visible = |k: &String| !k.starts_with(RESERVED_PREFIX);
+    let Some(cp) = checkpoint else {
+        return listed.keys().filter(|k| visible(k)).count() as u64;
+    };
+    let mut now = listed.iter().filter(|(k, _)| visible(k)).peekable();
+    let mut then = cp.objects.iter().filter(|(k, _)| visible(k)).peekable();
+    let mut pending = 0u64;
+    loop {
+        match (now.peek(), then.peek()) {
+            (None, None) => return pending,
+            // Listed, not checkpointed: created.
+            (Some(_), None) => {
+                pending += 1;
+                now.next();
+            }
+            // Checkpointed, not listed: deleted.
+            (None, Some(_)) => {
+                pending += 1;
+                then.next();
+            }
+            (Some((k_now, tag_now)), Some((k_then, tag_then))) => match k_now.cmp(k_then) {
+                Ordering::Less => {
+                    pending += 1;
+                    now.next();
+                }
+                Ordering::Greater => {
+                    pending += 1;
+                    then.next();
+                }
+                Ordering::Equal => {
+                    // Overwritten when the etag moved.
+                    if etag(tag_now) != etag(tag_then) {
+                        pending += 1;
+                    }
+                    now.next();
+                    then.next();
+                }
+            },
+        }
+    }
+}
+
+/// Where a function's bucket is and how to log in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketTarget {
+    /// `http://host:port`.
+    pub endpoint: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Access key (the service's user name).
+    pub access_key: String,
+    /// Secret key (the service's password).
+    pub secret_key: String,
+}
+
+/// An S3 client for MinIO-style servers (path-style addressing, static credentials).
+pub fn s3_client(target: &BucketTarget) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&target.endpoint)
+        .credentials_provider(Credentials::new(
+            &target.access_key,
+            &target.secret_key,
+            None,
+            None,
+            "kipper-service-binding",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+fn s3_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::S3(format!("{what}: {e}"))
+}
+
+/// Reads the checkpoint of `function`, `None` when kipper-poll has not written one yet.
+pub async fn read_checkpoint(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    function: &str,
+) -> Result<Option<Checkpoint>> {
+    let key = checkpoint_key(function);
+    let out = match client.get_object().bucket(bucket).key(&key).send().await {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => {
+            return Err(s3_error(
+                &format!("get s3://{bucket}/{key}"),
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            ));
+        }
+    };
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| s3_error("read checkpoint", e))?
+        .into_bytes();
+    let cp = serde_json::from_slice(&bytes).map_err(|e| {
+        s3_error(
+            &format!("checkpoint s3://{bucket}/{key} is not valid JSON"),
+            e,
+        )
+    })?;
+    Ok(Some(cp))
+}
+
+/// Lists `bucket` under `prefix`: key -> etag.
+pub async fn list_bucket(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<BTreeMap<String, String>> {
+    let mut listed = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let mut req = client.list_objects_v2().bucket(bucket);
+        if !prefix.is_empty() {
+            req = req.prefix(prefix);
+        }
+        if let Some(t) = token.take() {
+            req = req.continuation_token(t);
+        }
+        let page = req.send().await.map_err(|e| {
+            s3_error(
+                &format!("list s3://{bucket}/{prefix}"),
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
+        for obj in page.contents() {
+            if let Some(key) = obj.key() {
+                listed.insert(key.to_owned(), obj.e_tag().unwrap_or_default().to_owned());
+            }
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(listed)
+}
+
+/// Pending changes of `function` in the bucket of `target`.
+pub async fn count_pending(target: &BucketTarget, function: &str) -> Result<u64> {
+    let client = s3_client(target);
+    let checkpoint = read_checkpoint(&client, &target.bucket, function).await?;
+    let prefix = checkpoint
+        .as_ref()
+        .map(|c| c.prefix.clone())
+        .unwrap_or_default();
+    let listed = list_bucket(&client, &target.bucket, &prefix).await?;
+    Ok(pending_changes(&listed, checkpoint.as_ref()))
+}
+
+/// Recent counts per `(namespace, function)`. KEDA polls each ScaledObject every few
+/// seconds (and its metrics adapter asks again); the endpoint is reachable from the whole
+/// cluster, so a short-lived cache bounds the S3 listings any caller can cause.
+pub struct PendingCache {
+    ttl: std::time::Duration,
+    entries:
+        std::sync::Mutex<std::collections::HashMap<(String, String), (std::time::Instant, u64)>>,
+}
+
+impl PendingCache {
+    /// A cache keeping counts for `ttl`.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The cached count, or `count()`'s (cached on success; errors are never cached).
+    pub async fn get_or_count<F>(&self, namespace: &str, function: &str, count: F) -> Result<u64>
+    where
+        F: std::future::Future<Output = Result<u64>>,
+    {
+        let key = (namespace.to_owned(), function.to_owned());
+        let now = std::time::Instant::now();
+        {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, n)) = entries.get(&key)
+                && now.duration_since(*at) < self.ttl
+            {
+                return Ok(*n);
+            }
+        }
+        let n = count.await?;
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop stale entries so deleted functions do not accumulate.
+        entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+        entries.insert(key, (now, n));
+        Ok(n)
+    }
+}
+
+/// Resolves a Function's minio trigger to its bucket and the source service's credentials.
+pub async fn resolve(
+    client: &kube::Client,
+    namespace: &str,
+    function: &str,
+) -> Result<BucketTarget> {
+    let functions: Api<Function> = Api::namespaced(client.clone(), namespace);
+    let f = functions
+        .get_opt(function)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("no Function {namespace}/{function}")))?;
+    let trigger = f
+        .spec
+        .effective_triggers()
+        .into_iter()
+        .find(|t| t.kind == TriggerType::Minio)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "Function {namespace}/{function} has no minio trigger"
+            ))
+        })?;
+    let (Some(source), Some(bucket)) = (trigger.get("source"), trigger.get("bucket")) else {
+        return Err(Error::Invalid(format!(
+            "Function {namespace}/{function}: the minio trigger needs source and bucket"
+        )));
+    };
+    let facts = ServiceFacts::conventional(source, ServiceKind::Minio, namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(&credentials_secret(source))
+        .await?
+        .ok_or_else(|| Error::UnknownService {
+            service: source.to_owned(),
+            namespace: namespace.to_owned(),
+        })?;
+    let field = |key: &str| -> Result<String> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .ok_or_else(|| Error::Invalid(format!("Secret {} has no key {key:?}", facts.secret)))?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| {
+            Error::Invalid(format!("Secret {} key {key:?} is not UTF-8", facts.secret))
+        })
+    };
+    // A service Secret may say where S3 is (e.g. an external endpoint); else the convention.
+    let endpoint =
+        field("endpoint").unwrap_or_else(|_| format!("http://{}:{}", facts.host, facts.port));
+    Ok(BucketTarget {
+        endpoint,
+        bucket: bucket.to_owned(),
+        access_key: field(keys::USERNAME)?,
+        secret_key: field(keys::PASSWORD)?,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn without_a_checkpoint_every_visible_object_is_pending() {
+        let listed = map(&[
+            ("a.png", "\"1\""),
+            ("b.png", "\"2\""),
+            (".kipper/checkpoints/f.json", "\"x\""),
+        ]);
+        assert_eq!(pending_changes(&listed, None), 2);
+        assert_eq!(pending_changes(&BTreeMap::new(), None), 0);
+    }
+
+    #[test]
+    fn created_overwritten_and_deleted_objects_count() {
+        let cp = Checkpoint {
+            version: 1,
+            prefix: String::new(),
+            objects: map(&[
+                ("same", "1"),
+                ("changed", "2"),
+                ("gone", "3"),
+                (".kipper/x", "9"),
+            ]),
+        };
+        let listed = map(&[("same", "\"1\""), ("changed", "\"22\""), ("new", "\"4\"")]);
+        // changed + new + gone; `.kipper/x` is reserved even when missing from the listing.
+        assert_eq!(pending_changes(&listed, Some(&cp)), 3);
+        let caught_up = map(&[("same", "\"1\""), ("changed", "\"2\""), ("gone", "\"3\"")]);
+        assert_eq!(pending_changes(&caught_up, Some(&cp)), 0);
+    }
+
+    #[test]
+    fn the_merge_pass_agrees_with_a_lookup_per_key() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        for _ in 0..200 {
+            let mut random = || -> BTreeMap<String, String> {
+                (0..rng.random_range(0..40))
+                    .map(|_| {
+                        let dir = if rng.random_bool(0.1) { ".kipper/" } else { "" };
+                        (
+                            format!("{dir}k{}", rng.random_range(0..30)),
+                            rng.random_range(0..3).to_string(),
+                        )
+                    })
+                    .collect()
+            };
+            let listed = random();
+            let objects = random();
+            let visible = |k: &str| !k.starts_with(RESERVED_PREFIX);
+            let naive = listed
+                .iter()
+                .filter(|(k, v)| visible(k) && objects.get(*k) != Some(v))
+                .count()
+                + objects
+                    .keys()
+                    .filter(|k| visible(k) && !listed.contains_key(*k))
+                    .count();
+            let cp = Checkpoint {
+                version: 1,
+                prefix: String::new(),
+                objects,
+            };
+            assert_eq!(
+                pending_changes(&listed, Some(&cp)),
+                naive as u64,
+                "{listed:?} vs {cp:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_answers_within_its_ttl_and_never_caches_errors() {
+        let cache = PendingCache::new(std::time::Duration::from_secs(60));
+        assert_eq!(
+            cache
+                .get_or_count("ns", "f", async { Ok(3) })
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            cache
+                .get_or_count("ns", "f", async { Ok(9) })
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            cache
+                .get_or_count("ns", "g", async { Ok(9) })
+                .await
+                .unwrap(),
+            9
+        );
+        let fail = || async { Err(Error::S3("down".into())) };
+        assert!(cache.get_or_count("ns", "h", fail()).await.is_err());
+        assert_eq!(
+            cache
+                .get_or_count("ns", "h", async { Ok(1) })
+                .await
+                .unwrap(),
+            1
+        );
+        let none = PendingCache::new(std::time::Duration::ZERO);
+        assert_eq!(
+            none.get_or_count("ns", "f", async { Ok(3) }).await.unwrap(),
+            3
+        );
+        assert_eq!(
+            none.get_or_count("ns", "f", async { Ok(4) }).await.unwrap(),
+            4
+        );
+    }
+
+    #[test]
+    fn checkpoint_parses_the_shared_format() {
+        let cp: Checkpoint =
+            serde_json::from_str(r#"{"version":1,"prefix":"in/","objects":{"in/a":"\"e1\""}}"#)
+                .unwrap();
+        assert_eq!(cp.prefix, "in/");
+        assert_eq!(cp.objects["in/a"], "\"e1\"");
+        assert_eq!(checkpoint_key("thumbs"), ".kipper/checkpoints/thumbs.json");
+    }
+}

@@ -1,0 +1,207 @@
+//! The controller's HTTP endpoints: `/health`, `/ready`, `/metrics`, and
+//! `/pending/<namespace>/<function>` (KEDA `metrics-api` for minio functions:
+//! `{"pending": N}`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// Counts a function's pending changes: `(namespace, function) -> count`.
+pub type PendingCounter =
+    Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Result<u64>> + Send>> + Send + Sync>;
+
+/// What the endpoints need.
+#[derive(Clone)]
+pub struct ServerState {
+    /// Metrics to expose and update.
+    pub metrics: Arc<Metrics>,
+    /// The pending-changes counter.
+    pub pending: PendingCounter,
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Answers one request.
+pub async fn handle(state: &ServerState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    route(state, req.method(), req.uri().path()).await
+}
+
+/// Routing, separate from hyper's body type so it is testable.
+pub async fn route(state: &ServerState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    if method != Method::GET {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"error": "only GET is served"}),
+        );
+    }
+    match path {
+        "/health" | "/ready" => json(StatusCode::OK, serde_json::json!({"ok": true})),
+        "/metrics" => {
+            let mut resp = Response::new(Full::new(Bytes::from(state.metrics.encode())));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            resp
+        }
+        p if p.starts_with("/pending/") => {
+            let parts: Vec<&str> = p["/pending/".len()..].split('/').collect();
+            let [namespace, function] = parts.as_slice() else {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": "use /pending/<namespace>/<function>"}),
+                );
+            };
+            if !is_dns_label(namespace) || !is_dns_label(function) {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": "namespace and function must be DNS labels"}),
+                );
+            }
+            let result = (state.pending)((*namespace).to_owned(), (*function).to_owned()).await;
+            state.metrics.observe_pending(result.as_ref().err());
+            match result {
+                Ok(n) => json(StatusCode::OK, serde_json::json!({"pending": n})),
+                Err(e) => {
+                    warn!(message = "Failed to count pending changes.", %namespace, %function, error = %e);
+                    let status = match e {
+                        Error::Invalid(_) | Error::UnknownService { .. } => StatusCode::NOT_FOUND,
+                        _ => StatusCode::BAD_GATEWAY,
+                    };
+                    json(status, serde_json::json!({"error": e.to_string()}))
+                }
+            }
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not found"}),
+        ),
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then lets open connections finish for up
+/// to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: ServerState,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(message = "Accept failed.", error = %e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        debug!(message = "Connection.", %peer);
+        let state = state.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, &req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(message = "Connection ended with an error.", error = %e);
+            }
+        });
+    }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(message = "Connections still open after the grace period; closing.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn state(result: fn() -> Result<u64>) -> ServerState {
+        ServerState {
+            metrics: Arc::new(Metrics::new()),
+            pending: Arc::new(move |_, _| Box::pin(async move { result() })),
+        }
+    }
+
+    async fn text(resp: Response<Full<Bytes>>) -> (u16, String) {
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_ready_metrics_and_errors() {
+        let s = state(|| Ok(7));
+        assert_eq!(
+            text(route(&s, &Method::GET, "/health").await).await,
+            (200, r#"{"ok":true}"#.into())
+        );
+        assert_eq!(text(route(&s, &Method::GET, "/ready").await).await.0, 200);
+        assert_eq!(text(route(&s, &Method::POST, "/health").await).await.0, 405);
+        assert_eq!(text(route(&s, &Method::GET, "/nope").await).await.0, 404);
+        assert_eq!(
+            text(route(&s, &Method::GET, "/pending/a").await).await.0,
+            400
+        );
+        assert_eq!(
+            text(route(&s, &Method::GET, "/pending/ns/f").await).await,
+            (200, r#"{"pending":7}"#.into())
+        );
+        let (_, metrics) = text(route(&s, &Method::GET, "/metrics").await).await;
+        assert!(
+            metrics.contains("kipper_controller_pending_requests_total"),
+            "{metrics}"
+        );
+        let failing = state(|| Err(Error::S3("list s3://b: timeout".into())));
+        let (code, body) = text(route(&failing, &Method::GET, "/pending/ns/f").await).await;
+        assert_eq!(code, 502);
+        assert!(body.contains("timeout"), "{body}");
+    }
+}
