@@ -262,13 +262,13 @@ impl Args {
             }
         };
         let trigger = self.trigger.filter(|t| !t.is_empty());
-        if let Some(t) = &trigger {
-            if !TRIGGERS.contains(&t.as_str()) {
-                return Err(Error::Config(format!(
-                    "KIPPER_TRIGGER={t} is not supported; use one of {}",
-                    TRIGGERS.join(", ")
-                )));
-            }
+        if let Some(t) = &trigger
+            && !TRIGGERS.contains(&t.as_str())
+        {
+            return Err(Error::Config(format!(
+                "KIPPER_TRIGGER={t} is not supported; use one of {}",
+                TRIGGERS.join(", ")
+            )));
         }
         let workers = match self.workers {
             Some(0) => {

@@ -191,10 +191,10 @@ impl ShimProcess {
     pub fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(status) = cold::get_status(self.port, "/ready") {
-                if status == 200 {
-                    return Ok(());
-                }
+            if let Ok(status) = cold::get_status(self.port, "/ready")
+                && status == 200
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -229,10 +229,10 @@ pub async fn prepare(config: &Config) -> Result<WorkerSpec> {
     }
     let prepend = |var: &str, dir: &Path| {
         let mut value = dir.display().to_string();
-        if let Ok(old) = std::env::var(var) {
-            if !old.is_empty() {
-                value = format!("{value}:{old}");
-            }
+        if let Ok(old) = std::env::var(var)
+            && !old.is_empty()
+        {
+            value = format!("{value}:{old}");
         }
         (var.to_string(), value)
     };

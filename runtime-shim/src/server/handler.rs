@@ -69,12 +69,12 @@ impl App {
     }
 
     fn request_id(&self, req: &Request<Incoming>) -> String {
-        if let Some(v) = req.headers().get(&X_REQUEST_ID) {
-            if v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()) {
-                if let Ok(s) = v.to_str() {
-                    return s.to_owned();
-                }
-            }
+        if let Some(v) = req.headers().get(&X_REQUEST_ID)
+            && v.len() <= 128
+            && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+            && let Ok(s) = v.to_str()
+        {
+            return s.to_owned();
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("{:08x}-{n:x}", self.id_prefix)

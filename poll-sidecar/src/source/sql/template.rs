@@ -86,18 +86,15 @@ impl Template {
             };
             let token = &text[i..end];
             // A string literal that is exactly one placeholder is a value.
-            if c == b'\'' {
-                if let Some(inner) = token.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
-                    if inner.starts_with("{{") {
-                        if let Ok((column, len)) = placeholder(inner) {
-                            if len == inner.len() {
-                                bind(column, &mut sql);
-                                i = end;
-                                continue;
-                            }
-                        }
-                    }
-                }
+            if c == b'\''
+                && let Some(inner) = token.strip_prefix('\'').and_then(|t| t.strip_suffix('\''))
+                && inner.starts_with("{{")
+                && let Ok((column, len)) = placeholder(inner)
+                && len == inner.len()
+            {
+                bind(column, &mut sql);
+                i = end;
+                continue;
             }
             if token.contains("{{") {
                 let what = match c {
