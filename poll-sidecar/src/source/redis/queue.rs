@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
 use super::scripts;
@@ -93,7 +93,7 @@ impl DeadLetter {
 /// The reliable queue of one consumer. Cheap to clone: the connection is multiplexed.
 #[derive(Clone)]
 pub struct RedisQueue {
-    con: MultiplexedConnection,
+    con: ConnectionManager,
     keys: QueueKeys,
     lease: Duration,
     scripts: std::sync::Arc<Scripts>,
@@ -109,7 +109,7 @@ struct Scripts {
 
 impl RedisQueue {
     /// A queue over `con` for `keys`; a consumer whose heartbeat is older than `lease` is dead.
-    pub fn new(con: MultiplexedConnection, keys: QueueKeys, lease: Duration) -> Self {
+    pub fn new(con: ConnectionManager, keys: QueueKeys, lease: Duration) -> Self {
         let scripts = std::sync::Arc::new(Scripts {
             claim: scripts::claim(),
             dead_letter: scripts::dead_letter(),

@@ -10,31 +10,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use super::checkpoint::{ObjectState, RESERVED_PREFIX};
-use crate::error::{Error, Result};
+use crate::config::S3Connection;
+use crate::{Error, Result};
 
-/// Where and how to reach the S3 server. `Debug` leaves the secret out.
-#[derive(Clone, PartialEq, Eq)]
-pub struct S3Connection {
-    /// `http(s)://host:port` of the server.
-    pub endpoint: String,
-    /// Access key (user name).
-    pub access_key: String,
-    /// Secret key (password).
-    pub secret_key: String,
-    /// Signing region; S3-compatible servers accept any, `us-east-1` by default.
-    pub region: String,
-}
-
-impl std::fmt::Debug for S3Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Connection")
-            .field("endpoint", &self.endpoint)
-            .field("access_key", &self.access_key)
-            .field("secret_key", &"<redacted>")
-            .field("region", &self.region)
-            .finish()
-    }
-}
+/// The signing region: S3-compatible servers accept any; AWS buckets in other regions redirect.
+const REGION: &str = "us-east-1";
 
 /// What a conditional write found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,10 +86,10 @@ impl Bucket {
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .endpoint_url(conn.endpoint.clone())
-            .region(Region::new(conn.region.clone()))
+            .region(Region::new(REGION))
             .credentials_provider(Credentials::new(
                 conn.access_key.clone(),
-                conn.secret_key.clone(),
+                conn.secret_key.expose().to_owned(),
                 None,
                 None,
                 "kipper-poll",
@@ -127,6 +107,19 @@ impl Bucket {
     /// The underlying client (tests and benchmarks seed buckets with it).
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Fails with the server's reason when the bucket cannot be listed with these keys.
+    pub async fn check(&self, prefix: &str) -> Result<()> {
+        self.client
+            .list_objects_v2()
+            .bucket(&self.name)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| s3_error("ListObjectsV2", e))?;
+        Ok(())
     }
 
     /// Every object under `prefix`, except Kipper's reserved ones: key -> state.
@@ -208,17 +201,6 @@ pub fn unquote(etag: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn debug_never_shows_the_secret() {
-        let conn = S3Connection {
-            endpoint: "http://h:1".into(),
-            access_key: "ak".into(),
-            secret_key: "sk-secret".into(),
-            region: "us-east-1".into(),
-        };
-        assert!(!format!("{conn:?}").contains("sk-secret"));
-    }
 
     #[test]
     fn etags_are_stored_bare() {

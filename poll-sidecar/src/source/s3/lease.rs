@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bucket::{Bucket, Written};
 use super::checkpoint::RESERVED_PREFIX;
-use crate::error::Result;
+use crate::Result;
 
 /// The object key of `consumer`'s lease.
 pub fn lease_key(consumer: &str) -> String {

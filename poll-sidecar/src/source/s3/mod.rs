@@ -1,10 +1,241 @@
 //! The MinIO / S3 trigger (`KIPPER_TRIGGER=minio`), in two modes.
-//! - Poll (default, any S3-compatible server): list the bucket, diff it against the checkpoint,
-//!   deliver each created, overwritten or deleted object as an S3 event record, then checkpoint.
-//! - Webhook (upstream-compatible): receive MinIO's webhook notifications and deliver their
-//!   records, answering MinIO non-2xx when the function did not accept them.
+//! - Poll (default, any S3-compatible server): [`S3Source`] lists the bucket (under an optional
+//!   prefix), diffs it against the [`checkpoint`], hands each created, overwritten or deleted
+//!   object to the pump as an S3 event [`record`], and writes the checkpoint after each
+//!   acknowledged batch. Only the replica holding the [`lease`] polls.
+//! - Webhook (upstream-compatible): [`webhook`] receives MinIO's notifications and delivers
+//!   their records itself, answering MinIO non-2xx when the function did not accept them.
+//!
+//! A change that fails every attempt is logged, counted and checkpointed (CONTRACT section 2:
+//! "S3: logged and counted"); it is not retried forever.
 
 pub mod bucket;
 pub mod checkpoint;
 pub mod lease;
 pub mod record;
+pub mod webhook;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use self::bucket::{Bucket, Written};
+use self::checkpoint::{Change, Checkpoint, checkpoint_key};
+use self::lease::Lease;
+use super::{Claimed, DeadLetter, Source};
+use crate::config::{S3Config, S3Mode};
+use crate::{Error, Result};
+
+/// How many times a checkpoint write is merged and retried after another writer won the race.
+const WRITE_TRIES: usize = 5;
+
+/// The poll-mode bucket source.
+#[derive(Debug)]
+pub struct S3Source {
+    bucket: Bucket,
+    prefix: String,
+    checkpoint_key: String,
+    start_now: bool,
+    lease: Lease,
+    lease_taken: Option<Instant>,
+    lease_duration: Duration,
+    /// The delivered state: the last written checkpoint plus `unsaved`.
+    checkpoint: Checkpoint,
+    /// Etag of the checkpoint object as last read or written; `None`: it does not exist.
+    checkpoint_etag: Option<String>,
+    /// Whether `checkpoint` is known to match the stored one (else reload before a round).
+    checkpoint_loaded: bool,
+    /// Acknowledged changes not yet in the stored checkpoint.
+    unsaved: Vec<Change>,
+    /// Changes of the current round not yet claimed.
+    pending: VecDeque<Change>,
+    /// Changes claimed and not yet settled.
+    held: usize,
+}
+
+impl S3Source {
+    /// Checks that the bucket is reachable with the given keys; opens no poll round yet.
+    pub async fn connect(config: &S3Config) -> Result<Self> {
+        let S3Mode::Poll { prefix, start_now, lease } = &config.mode else {
+            return Err(Error::config("KIPPER_MINIO_MODE", "webhook mode has no poll source; run the webhook receiver"));
+        };
+        let bucket = Bucket::new(&config.connection, &config.bucket);
+        bucket.check(prefix).await?;
+        // The pod name: a restarted container of the same pod takes its own lease back at once.
+        let holder = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("kipper-poll-{:08x}", rand::random::<u32>()));
+        tracing::info!(message = "S3 bucket reachable; polling it.", bucket = %config.bucket, prefix = %prefix, endpoint = %config.connection.endpoint);
+        Ok(Self {
+            bucket,
+            prefix: prefix.clone(),
+            checkpoint_key: checkpoint_key(&config.consumer),
+            start_now: *start_now,
+            lease: Lease::new(&config.consumer, &holder, *lease),
+            lease_taken: None,
+            lease_duration: *lease,
+            checkpoint: Checkpoint::empty(prefix),
+            checkpoint_etag: None,
+            checkpoint_loaded: false,
+            unsaved: Vec::new(),
+            pending: VecDeque::new(),
+            held: 0,
+        })
+    }
+
+    /// Take or renew the lease when a third of it has passed; false when another replica has it.
+    async fn hold_lease(&mut self) -> Result<bool> {
+        if self.lease_taken.is_some_and(|t| t.elapsed() < self.lease_duration / 3) {
+            return Ok(true);
+        }
+        let held = self.lease.acquire(&self.bucket).await?;
+        if held && self.lease_taken.is_none() {
+            // Another replica may have advanced the checkpoint while we did not hold the lease.
+            self.checkpoint_loaded = false;
+        }
+        self.lease_taken = held.then(Instant::now);
+        Ok(held)
+    }
+
+    async fn load_checkpoint(&mut self) -> Result<()> {
+        match self.bucket.read(&self.checkpoint_key).await? {
+            Some((body, etag)) => {
+                let stored: Checkpoint = serde_json::from_slice(&body).map_err(|e| Error::Source {
+                    kind: "s3",
+                    message: format!("checkpoint {} is not valid JSON ({e}); delete it to start over", self.checkpoint_key),
+                })?;
+                if stored.prefix == self.prefix {
+                    self.checkpoint = stored;
+                } else {
+                    // The watched prefix changed: keep what was delivered under the new one.
+                    tracing::warn!(message = "Checkpoint was for another prefix; keeping its objects under the new one.", old = %stored.prefix, new = %self.prefix);
+                    self.checkpoint = Checkpoint::empty(&self.prefix);
+                    self.checkpoint.objects =
+                        stored.objects.into_iter().filter(|(k, _)| k.starts_with(&self.prefix)).collect();
+                }
+                self.checkpoint_etag = Some(etag);
+            }
+            None => {
+                self.checkpoint = Checkpoint::empty(&self.prefix);
+                self.checkpoint_etag = None;
+            }
+        }
+        self.checkpoint_loaded = true;
+        Ok(())
+    }
+
+    /// Write the checkpoint conditionally; when another writer won, merge our unsaved changes
+    /// into theirs and try again.
+    async fn save_checkpoint(&mut self) -> Result<()> {
+        for _ in 0..WRITE_TRIES {
+            let body = Bytes::from(serde_json::to_vec(&self.checkpoint).map_err(|e| Error::Source {
+                kind: "s3",
+                message: format!("encoding the checkpoint: {e}"),
+            })?);
+            match self.bucket.write_if(&self.checkpoint_key, body, self.checkpoint_etag.as_deref()).await? {
+                Written::Ok(etag) => {
+                    self.checkpoint_etag = Some(etag);
+                    self.unsaved.clear();
+                    return Ok(());
+                }
+                Written::Conflict => {
+                    tracing::info!(message = "Checkpoint changed under us; merging.", key = %self.checkpoint_key);
+                    let unsaved = std::mem::take(&mut self.unsaved);
+                    self.load_checkpoint().await?;
+                    self.checkpoint.apply(&unsaved);
+                    self.unsaved = unsaved;
+                }
+            }
+        }
+        Err(Error::Source { kind: "s3", message: format!("checkpoint {} keeps changing under us", self.checkpoint_key) })
+    }
+
+    /// Start a poll round: list the bucket and queue its changes since the checkpoint.
+    async fn start_round(&mut self) -> Result<()> {
+        if !self.unsaved.is_empty() {
+            self.save_checkpoint().await?;
+        }
+        if !self.checkpoint_loaded {
+            self.load_checkpoint().await?;
+        }
+        let listed = self.bucket.list(&self.prefix).await?;
+        if self.checkpoint_etag.is_none() && self.start_now {
+            // No checkpoint and "start from now": what is there now counts as delivered.
+            self.checkpoint.adopt(&listed);
+            self.save_checkpoint().await?;
+            tracing::info!(message = "No checkpoint; starting from the bucket as it is now.", objects = listed.len());
+            return Ok(());
+        }
+        self.pending = self.checkpoint.diff(&listed).into();
+        if !self.pending.is_empty() {
+            tracing::debug!(message = "Bucket changes found.", changes = self.pending.len(), listed = listed.len());
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, changes: impl IntoIterator<Item = Change>) {
+        for change in changes {
+            self.checkpoint.apply(std::iter::once(&change));
+            self.unsaved.push(change);
+            self.held = self.held.saturating_sub(1);
+        }
+    }
+}
+
+impl Source for S3Source {
+    type Handle = Change;
+
+    fn kind(&self) -> &'static str {
+        "s3"
+    }
+
+    async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<Change>>> {
+        if !self.hold_lease().await? {
+            // Another replica polls; drop what we had queued (it delivers it) and stay idle.
+            self.pending.clear();
+            self.checkpoint_loaded = false;
+            return Ok(Vec::new());
+        }
+        if self.pending.is_empty() && self.held == 0 {
+            self.start_round().await?;
+        }
+        let now = chrono::Utc::now();
+        let take = max.min(self.pending.len());
+        let claimed: Vec<Claimed<Change>> = self
+            .pending
+            .drain(..take)
+            .map(|change| Claimed {
+                id: change.id(self.bucket.name()),
+                body: Bytes::from(record::event_record(self.bucket.name(), &change, &now).to_string()),
+                handle: change,
+            })
+            .collect();
+        self.held += claimed.len();
+        Ok(claimed)
+    }
+
+    async fn ack(&mut self, events: &[Claimed<Change>]) -> Result<()> {
+        self.settle(events.iter().map(|e| e.handle.clone()));
+        self.save_checkpoint().await
+    }
+
+    async fn dead_letter(&mut self, events: &[DeadLetter<Change>]) -> Result<()> {
+        // The pump has logged each one; S3 has no place to park them, so they count as handled.
+        self.settle(events.iter().map(|d| d.event.handle.clone()));
+        self.save_checkpoint().await
+    }
+
+    async fn release(&mut self, events: &[Claimed<Change>]) -> Result<()> {
+        self.held = self.held.saturating_sub(events.len());
+        for event in events.iter().rev() {
+            self.pending.push_front(event.handle.clone());
+        }
+        Ok(())
+    }
+
+    async fn backlog(&mut self) -> Result<Option<u64>> {
+        Ok(Some((self.pending.len() + self.held) as u64))
+    }
+}
