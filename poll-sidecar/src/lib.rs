@@ -1,1 +1,141 @@
-//! kipper-poll (being built; see ARCHITECTURE.md).
+//! kipper-poll, the event-trigger sidecar of Kipper functions: claims events
+//! from PostgreSQL, MySQL, a Redis list or an S3 bucket and POSTs each to the
+//! function's `/event`, at-least-once (CONTRACT section 2).
+//!
+//! The request path mirrors the modules: [`config`] -> a [`source`] claims a
+//! batch -> the [`pump`] hands each event to the [`delivery`] engine -> the
+//! source acknowledges, dead-letters or releases it. [`admin`] serves
+//! `/metrics`, `/healthz` and `/readyz`; [`shutdown`] turns SIGTERM into the
+//! drain.
+
+pub mod admin;
+pub mod config;
+pub mod delivery;
+mod error;
+pub mod metrics;
+pub mod pump;
+pub mod shutdown;
+pub mod source;
+
+pub use error::{Error, Result};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, S3Mode, SourceConfig};
+use crate::delivery::Deliverer;
+use crate::metrics::Metrics;
+use crate::pump::Pump;
+use crate::source::Source;
+
+/// Runs the sidecar until `shutdown` is cancelled and the drain is over.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    let metrics = Metrics::new();
+    let deliverer = Deliverer::new(&config.delivery, metrics.clone());
+    let admin = match config.admin {
+        Some(addr) => {
+            Some(admin::serve(addr, metrics.clone(), deliverer.clone(), shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    tracing::info!(
+        message = "kipper-poll starting.",
+        function = %config.function_name,
+        target = %config.delivery.target,
+        concurrency = config.delivery.concurrency,
+        batch_size = config.pump.batch_size,
+    );
+    let result = match &config.source {
+        SourceConfig::Postgres(sql) => {
+            pump(
+                source::postgres::PostgresSource::connect(sql).await?,
+                &config,
+                deliverer,
+                metrics,
+                shutdown,
+            )
+            .await
+        }
+        SourceConfig::Mysql(sql) => {
+            pump(
+                source::mysql::MysqlSource::connect(sql).await?,
+                &config,
+                deliverer,
+                metrics,
+                shutdown,
+            )
+            .await
+        }
+        SourceConfig::Redis(redis) => {
+            pump(
+                source::redis::RedisSource::connect(redis).await?,
+                &config,
+                deliverer,
+                metrics,
+                shutdown,
+            )
+            .await
+        }
+        SourceConfig::S3(s3) => match &s3.mode {
+            S3Mode::Poll { .. } => {
+                pump(
+                    source::s3::S3Source::connect(s3).await?,
+                    &config,
+                    deliverer,
+                    metrics,
+                    shutdown,
+                )
+                .await
+            }
+            S3Mode::Webhook {
+                token,
+                max_body,
+                timeout,
+            } => {
+                let addr = std::net::SocketAddr::from(([0, 0, 0, 0], s3.webhook_port));
+                let policy = source::s3::webhook::WebhookPolicy {
+                    token: token.expose().to_owned(),
+                    max_body: *max_body,
+                };
+                let delivery = source::s3::webhook::Delivery {
+                    deliverer,
+                    metrics,
+                    permits: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                        config.delivery.concurrency,
+                    )),
+                    deadline: *timeout,
+                };
+                source::s3::webhook::serve(
+                    addr,
+                    policy,
+                    delivery,
+                    config.pump.shutdown_grace,
+                    shutdown,
+                )
+                .await
+            }
+        },
+    };
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    result
+}
+
+async fn pump<S: Source>(
+    source: S,
+    config: &Config,
+    deliverer: Deliverer,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    Pump::new(
+        source,
+        deliverer,
+        config.pump.clone(),
+        config.delivery.concurrency,
+        metrics,
+    )
+    .run(shutdown)
+    .await;
+    Ok(())
+}

@@ -30,7 +30,9 @@ pub fn event_id(list: &str, item: &[u8]) -> String {
     // Two fixed-key SipHash rounds give 128 bits without another dependency; this is an id,
     // not a security boundary.
     let hash = |seed: u64| {
-        let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+        let mut h =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .build_hasher();
         h.write_u64(seed);
         h.write(item);
         h.finish()
@@ -44,7 +46,13 @@ mod tests {
 
     #[test]
     fn json_items_are_sent_as_is() {
-        for raw in [&b"{\"a\":1}"[..], b"[1,2]", b"42", b"\"text\"", b" {\"a\": [true, null]} "] {
+        for raw in [
+            &b"{\"a\":1}"[..],
+            b"[1,2]",
+            b"42",
+            b"\"text\"",
+            b" {\"a\": [true, null]} ",
+        ] {
             let item = Bytes::copy_from_slice(raw);
             assert_eq!(event_body(&item), item);
         }
@@ -57,7 +65,10 @@ mod tests {
         assert_eq!(doc, serde_json::json!({"data": "hello \"world\"\n{"}));
         let body = event_body(&Bytes::from_static(&[0xff, 0xfe, b'a']));
         let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(doc, serde_json::json!({"data": "//5h", "encoding": "base64"}));
+        assert_eq!(
+            doc,
+            serde_json::json!({"data": "//5h", "encoding": "base64"})
+        );
     }
 
     #[test]

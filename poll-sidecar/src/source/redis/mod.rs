@@ -22,14 +22,22 @@ use crate::config::{RedisConfig, RedisConnection};
 use crate::{Error, Result};
 
 fn redis_error(context: &str, error: &redis::RedisError) -> Error {
-    Error::Source { kind: "redis", message: format!("{context}: {error}") }
+    Error::Source {
+        kind: "redis",
+        message: format!("{context}: {error}"),
+    }
 }
 
 /// The `redis` crate's connection info for `conn`. The password goes from the (secret) config
 /// straight into the client, never through a URL string that could end up in a log.
 pub fn connection_info(conn: &RedisConnection) -> Result<ConnectionInfo> {
     let addr = if conn.tls {
-        ConnectionAddr::TcpTls { host: conn.host.clone(), port: conn.port, insecure: false, tls_params: None }
+        ConnectionAddr::TcpTls {
+            host: conn.host.clone(),
+            port: conn.port,
+            insecure: false,
+            tls_params: None,
+        }
     } else {
         ConnectionAddr::Tcp(conn.host.clone(), conn.port)
     };
@@ -40,27 +48,42 @@ pub fn connection_info(conn: &RedisConnection) -> Result<ConnectionInfo> {
     if let Some(password) = &conn.password {
         settings = settings.set_password(password.expose());
     }
-    let info = addr.into_connection_info().map_err(|e| redis_error("connection settings", &e))?;
+    let info = addr
+        .into_connection_info()
+        .map_err(|e| redis_error("connection settings", &e))?;
     Ok(info.set_redis_settings(settings))
 }
 
 /// A connection to `conn` that reconnects by itself after a network failure.
 pub async fn connect(conn: &RedisConnection) -> Result<ConnectionManager> {
-    let client = redis::Client::open(connection_info(conn)?).map_err(|e| redis_error("client", &e))?;
+    let client =
+        redis::Client::open(connection_info(conn)?).map_err(|e| redis_error("client", &e))?;
     // A claim of a big batch or a 5 MB item takes longer than the crate's 500 ms default.
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(30)));
-    client.get_connection_manager_with_config(config).await.map_err(|e| {
-        redis_error(&format!("connecting to {}:{} (db {})", conn.host, conn.port, conn.db), &e)
-    })
+    client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|e| {
+            redis_error(
+                &format!("connecting to {}:{} (db {})", conn.host, conn.port, conn.db),
+                &e,
+            )
+        })
 }
 
 /// The consumer id of this process: the pod name (`HOSTNAME`) plus a random suffix, so that a
 /// restarted container never mistakes the previous one's items for its own.
 pub fn consumer_id() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "kipper-poll".into());
-    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kipper-poll".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .collect();
     format!("{host}-{:08x}", rand::random::<u32>())
 }
 
@@ -73,7 +96,9 @@ pub struct RedisSource {
 
 impl std::fmt::Debug for RedisSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSource").field("keys", self.queue.keys()).finish_non_exhaustive()
+        f.debug_struct("RedisSource")
+            .field("keys", self.queue.keys())
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,8 +117,14 @@ impl RedisSource {
         let consumer = config.consumer.clone().unwrap_or_else(consumer_id);
         let keys = QueueKeys::new(&config.list, config.dead_list.as_deref(), &consumer);
         let queue = RedisQueue::new(con, keys, config.lease);
-        queue.heartbeat().await.map_err(|e| redis_error("registering the consumer", &e))?;
-        let recovered = queue.recover_orphans().await.map_err(|e| redis_error("recovering orphans", &e))?;
+        queue
+            .heartbeat()
+            .await
+            .map_err(|e| redis_error("registering the consumer", &e))?;
+        let recovered = queue
+            .recover_orphans()
+            .await
+            .map_err(|e| redis_error("recovering orphans", &e))?;
         tracing::info!(
             message = "Redis queue ready.",
             list = %config.list,
@@ -127,7 +158,10 @@ async fn keep_alive(queue: RedisQueue, lease: Duration) {
         }
         match queue.recover_orphans().await {
             Ok(0) => {}
-            Ok(recovered) => tracing::info!(message = "Returned items of dead consumers to the list.", recovered),
+            Ok(recovered) => tracing::info!(
+                message = "Returned items of dead consumers to the list.",
+                recovered
+            ),
             Err(error) => tracing::warn!(message = "Orphan recovery failed.", %error),
         }
     }
@@ -141,35 +175,60 @@ impl Source for RedisSource {
     }
 
     async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<Bytes>>> {
-        let items = self.queue.claim(max).await.map_err(|e| redis_error("claim", &e))?;
+        let items = self
+            .queue
+            .claim(max)
+            .await
+            .map_err(|e| redis_error("claim", &e))?;
         let list = &self.queue.keys().list;
         Ok(items
             .into_iter()
-            .map(|item| Claimed { id: item::event_id(list, &item), body: item::event_body(&item), handle: item })
+            .map(|item| Claimed {
+                id: item::event_id(list, &item),
+                body: item::event_body(&item),
+                handle: item,
+            })
             .collect())
     }
 
     async fn ack(&mut self, events: &[Claimed<Bytes>]) -> Result<()> {
         let items: Vec<Bytes> = events.iter().map(|e| e.handle.clone()).collect();
-        self.queue.ack(&items).await.map_err(|e| redis_error("acknowledge", &e))
+        self.queue
+            .ack(&items)
+            .await
+            .map_err(|e| redis_error("acknowledge", &e))
     }
 
     async fn dead_letter(&mut self, events: &[DeadLetter<Bytes>]) -> Result<()> {
         let letters: Vec<queue::DeadLetter> = events
             .iter()
-            .map(|d| queue::DeadLetter { item: d.event.handle.clone(), error: d.error.clone(), attempts: d.attempts })
+            .map(|d| queue::DeadLetter {
+                item: d.event.handle.clone(),
+                error: d.error.clone(),
+                attempts: d.attempts,
+            })
             .collect();
-        self.queue.dead_letter(&letters).await.map_err(|e| redis_error("dead-letter", &e))?;
+        self.queue
+            .dead_letter(&letters)
+            .await
+            .map_err(|e| redis_error("dead-letter", &e))?;
         Ok(())
     }
 
     async fn release(&mut self, events: &[Claimed<Bytes>]) -> Result<()> {
         let items: Vec<Bytes> = events.iter().map(|e| e.handle.clone()).collect();
-        self.queue.release(&items).await.map_err(|e| redis_error("release", &e))
+        self.queue
+            .release(&items)
+            .await
+            .map_err(|e| redis_error("release", &e))
     }
 
     async fn backlog(&mut self) -> Result<Option<u64>> {
-        self.queue.backlog().await.map(Some).map_err(|e| redis_error("backlog", &e))
+        self.queue
+            .backlog()
+            .await
+            .map(Some)
+            .map_err(|e| redis_error("backlog", &e))
     }
 }
 
@@ -197,13 +256,18 @@ mod tests {
         assert_eq!(info.redis_settings().username(), Some("app"));
         assert_eq!(info.redis_settings().password(), Some("pw"));
         let tls = connection_info(&conn(true)).unwrap();
-        assert!(matches!(tls.addr(), ConnectionAddr::TcpTls { host, port: 6380, insecure: false, .. } if host == "cache"));
+        assert!(
+            matches!(tls.addr(), ConnectionAddr::TcpTls { host, port: 6380, insecure: false, .. } if host == "cache")
+        );
     }
 
     #[test]
     fn consumer_ids_are_unique_and_key_safe() {
         let (a, b) = (consumer_id(), consumer_id());
         assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        );
     }
 }

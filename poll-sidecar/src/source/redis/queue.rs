@@ -82,8 +82,9 @@ impl DeadLetter {
             Ok(text) => doc["item"] = serde_json::Value::from(text),
             Err(_) => {
                 use base64::Engine as _;
-                doc["itemBase64"] =
-                    base64::engine::general_purpose::STANDARD.encode(&self.item).into();
+                doc["itemBase64"] = base64::engine::general_purpose::STANDARD
+                    .encode(&self.item)
+                    .into();
             }
         }
         doc.to_string()
@@ -117,7 +118,12 @@ impl RedisQueue {
             recover: scripts::recover(),
             backlog: scripts::backlog(),
         });
-        Self { con, keys, lease, scripts }
+        Self {
+            con,
+            keys,
+            lease,
+            scripts,
+        }
     }
 
     /// The key names this queue uses.
@@ -126,7 +132,9 @@ impl RedisQueue {
     }
 
     fn lease_ms(&self) -> u64 {
-        u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1)
+        u64::try_from(self.lease.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Atomically move up to `max` items from the head of the list to this consumer's
@@ -155,7 +163,11 @@ impl RedisQueue {
         }
         let mut pipe = redis::pipe();
         for item in items {
-            pipe.cmd("LREM").arg(&self.keys.processing).arg(1).arg(item.as_ref()).ignore();
+            pipe.cmd("LREM")
+                .arg(&self.keys.processing)
+                .arg(1)
+                .arg(item.as_ref())
+                .ignore();
         }
         let mut con = self.con.clone();
         pipe.query_async::<()>(&mut con).await
@@ -288,12 +300,20 @@ mod tests {
 
     #[test]
     fn envelope_keeps_text_and_binary_items_exactly() {
-        let text = DeadLetter { item: Bytes::from_static(b"{\"id\":1}"), error: "500".into(), attempts: 3 };
+        let text = DeadLetter {
+            item: Bytes::from_static(b"{\"id\":1}"),
+            error: "500".into(),
+            attempts: 3,
+        };
         let doc: serde_json::Value = serde_json::from_str(&text.envelope("q", "c")).unwrap();
         assert_eq!(doc["item"], "{\"id\":1}");
         assert_eq!(doc["attempts"], 3);
         assert_eq!(doc["error"], "500");
-        let binary = DeadLetter { item: Bytes::from_static(&[0xff, 0x00]), error: "e".into(), attempts: 1 };
+        let binary = DeadLetter {
+            item: Bytes::from_static(&[0xff, 0x00]),
+            error: "e".into(),
+            attempts: 1,
+        };
         let doc: serde_json::Value = serde_json::from_str(&binary.envelope("q", "c")).unwrap();
         assert_eq!(doc["itemBase64"], "/wA=");
         assert!(doc.get("item").is_none());

@@ -45,7 +45,10 @@ where
         ),
         None => aws_smithy_error_text(&err),
     };
-    Error::Source { kind: "s3", message: format!("{op}: {message}") }
+    Error::Source {
+        kind: "s3",
+        message: format!("{op}: {message}"),
+    }
 }
 
 fn aws_smithy_error_text<E: std::error::Error + 'static, R: std::fmt::Debug>(
@@ -96,7 +99,10 @@ impl Bucket {
             ))
             .force_path_style(true)
             .build();
-        Self { client: Client::from_conf(config), name: bucket.to_owned() }
+        Self {
+            client: Client::from_conf(config),
+            name: bucket.to_owned(),
+        }
     }
 
     /// The bucket name.
@@ -155,7 +161,14 @@ impl Bucket {
 
     /// Read `key`: its bytes and etag, or `None` when it does not exist.
     pub async fn read(&self, key: &str) -> Result<Option<(Bytes, String)>> {
-        let out = match self.client.get_object().bucket(&self.name).key(key).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Ok(None);
@@ -173,7 +186,12 @@ impl Bucket {
 
     /// Write `key` only if it still has `expected` etag (`None`: only if it does not exist), so
     /// that two writers never silently overwrite each other.
-    pub async fn write_if(&self, key: &str, body: Bytes, expected: Option<&str>) -> Result<Written> {
+    pub async fn write_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        expected: Option<&str>,
+    ) -> Result<Written> {
         let mut put = self
             .client
             .put_object()
@@ -186,7 +204,9 @@ impl Bucket {
             None => put.if_none_match("*"),
         };
         match put.send().await {
-            Ok(out) => Ok(Written::Ok(unquote(out.e_tag().unwrap_or_default()).to_owned())),
+            Ok(out) => Ok(Written::Ok(
+                unquote(out.e_tag().unwrap_or_default()).to_owned(),
+            )),
             Err(err) if matches!(status_of(&err), Some(412 | 409)) => Ok(Written::Conflict),
             Err(err) => Err(s3_error("PutObject", err)),
         }

@@ -74,25 +74,36 @@ impl Change {
 impl Checkpoint {
     /// An empty checkpoint for `prefix`: every listed object is pending.
     pub fn empty(prefix: &str) -> Self {
-        Self { version: VERSION, prefix: prefix.to_owned(), objects: BTreeMap::new() }
+        Self {
+            version: VERSION,
+            prefix: prefix.to_owned(),
+            objects: BTreeMap::new(),
+        }
     }
 
     /// The changes between this checkpoint and `listed`, keys in order. Reserved keys and keys
     /// outside `prefix` are never changes.
     pub fn diff(&self, listed: &BTreeMap<String, ObjectState>) -> Vec<Change> {
-        let watched = |key: &str| key.starts_with(&self.prefix) && !key.starts_with(RESERVED_PREFIX);
+        let watched =
+            |key: &str| key.starts_with(&self.prefix) && !key.starts_with(RESERVED_PREFIX);
         let mut changes: Vec<Change> = listed
             .iter()
             .filter(|(key, state)| {
                 watched(key) && self.objects.get(key.as_str()) != Some(&state.etag)
             })
-            .map(|(key, state)| Change { key: key.clone(), kind: ChangeKind::Put(state.clone()) })
+            .map(|(key, state)| Change {
+                key: key.clone(),
+                kind: ChangeKind::Put(state.clone()),
+            })
             .collect();
         changes.extend(
             self.objects
                 .keys()
                 .filter(|key| watched(key) && !listed.contains_key(key.as_str()))
-                .map(|key| Change { key: key.clone(), kind: ChangeKind::Delete }),
+                .map(|key| Change {
+                    key: key.clone(),
+                    kind: ChangeKind::Delete,
+                }),
         );
         changes.sort_by(|a, b| a.key.cmp(&b.key));
         changes
@@ -124,11 +135,18 @@ mod tests {
     use super::*;
 
     fn state(etag: &str) -> ObjectState {
-        ObjectState { etag: etag.into(), size: 1, last_modified: "2026-01-01T00:00:00Z".into() }
+        ObjectState {
+            etag: etag.into(),
+            size: 1,
+            last_modified: "2026-01-01T00:00:00Z".into(),
+        }
     }
 
     fn listing(entries: &[(&str, &str)]) -> BTreeMap<String, ObjectState> {
-        entries.iter().map(|(k, e)| ((*k).to_owned(), state(e))).collect()
+        entries
+            .iter()
+            .map(|(k, e)| ((*k).to_owned(), state(e)))
+            .collect()
     }
 
     #[test]
@@ -146,7 +164,14 @@ mod tests {
                 ChangeKind::Delete => (c.key.as_str(), None),
             })
             .collect();
-        assert_eq!(summary, [("created", Some("e3")), ("deleted", None), ("overwritten", Some("e2"))]);
+        assert_eq!(
+            summary,
+            [
+                ("created", Some("e3")),
+                ("deleted", None),
+                ("overwritten", Some("e2"))
+            ]
+        );
         cp.apply(&changes);
         assert!(cp.diff(&now).is_empty());
         assert_eq!(cp.objects.len(), 3);
@@ -156,11 +181,18 @@ mod tests {
     fn reserved_and_out_of_prefix_keys_are_never_changes() {
         let mut cp = Checkpoint::empty("in/");
         cp.objects.insert("in/gone".into(), "e".into());
-        let now = listing(&[(".kipper/checkpoints/f.json", "x"), ("out/a", "e"), ("in/a", "e")]);
+        let now = listing(&[
+            (".kipper/checkpoints/f.json", "x"),
+            ("out/a", "e"),
+            ("in/a", "e"),
+        ]);
         let keys: Vec<String> = cp.diff(&now).into_iter().map(|c| c.key).collect();
         assert_eq!(keys, ["in/a", "in/gone"]);
         let root = Checkpoint::empty("");
-        assert_eq!(root.diff(&listing(&[(".kipper/leases/f.json", "x")])), Vec::new());
+        assert_eq!(
+            root.diff(&listing(&[(".kipper/leases/f.json", "x")])),
+            Vec::new()
+        );
     }
 
     #[test]
@@ -176,14 +208,27 @@ mod tests {
         let mut cp = Checkpoint::empty("p/");
         cp.objects.insert("p/a".into(), "abc".into());
         let json = serde_json::to_value(&cp).unwrap();
-        assert_eq!(json, serde_json::json!({"version": 1, "prefix": "p/", "objects": {"p/a": "abc"}}));
+        assert_eq!(
+            json,
+            serde_json::json!({"version": 1, "prefix": "p/", "objects": {"p/a": "abc"}})
+        );
         assert_eq!(checkpoint_key("fn"), ".kipper/checkpoints/fn.json");
     }
 
     #[test]
     fn change_ids_are_stable_per_version() {
-        let put = Change { key: "k".into(), kind: ChangeKind::Put(state("e1")) };
+        let put = Change {
+            key: "k".into(),
+            kind: ChangeKind::Put(state("e1")),
+        };
         assert_eq!(put.id("b"), "s3:b/k@e1");
-        assert_eq!(Change { key: "k".into(), kind: ChangeKind::Delete }.id("b"), "s3:b/k@deleted");
+        assert_eq!(
+            Change {
+                key: "k".into(),
+                kind: ChangeKind::Delete
+            }
+            .id("b"),
+            "s3:b/k@deleted"
+        );
     }
 }

@@ -43,7 +43,13 @@ pub struct Lease {
 impl Lease {
     /// The lease of `consumer` as seen by the replica `holder`.
     pub fn new(consumer: &str, holder: &str, duration: Duration) -> Self {
-        Self { key: lease_key(consumer), holder: holder.to_owned(), duration, etag: None, held: false }
+        Self {
+            key: lease_key(consumer),
+            holder: holder.to_owned(),
+            duration,
+            etag: None,
+            held: false,
+        }
     }
 
     /// Whether this replica held the lease at the last [`Lease::acquire`].
@@ -60,7 +66,9 @@ impl Lease {
             None => None,
             Some((body, etag)) => {
                 let doc = serde_json::from_slice::<LeaseDoc>(body).ok();
-                let free = doc.as_ref().is_none_or(|d| d.holder == self.holder || d.expires_at < now);
+                let free = doc
+                    .as_ref()
+                    .is_none_or(|d| d.holder == self.holder || d.expires_at < now);
                 if !free {
                     self.held = false;
                     return Ok(false);
@@ -69,9 +77,15 @@ impl Lease {
             }
         };
         let millis = i64::try_from(self.duration.as_millis()).unwrap_or(i64::MAX);
-        let doc = LeaseDoc { holder: self.holder.clone(), expires_at: now.saturating_add(millis) };
+        let doc = LeaseDoc {
+            holder: self.holder.clone(),
+            expires_at: now.saturating_add(millis),
+        };
         let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-        match bucket.write_if(&self.key, body, expected.as_deref()).await? {
+        match bucket
+            .write_if(&self.key, body, expected.as_deref())
+            .await?
+        {
             Written::Ok(etag) => {
                 self.etag = Some(etag);
                 self.held = true;
@@ -87,9 +101,14 @@ impl Lease {
             return Ok(());
         }
         self.held = false;
-        let doc = LeaseDoc { holder: String::new(), expires_at: 0 };
+        let doc = LeaseDoc {
+            holder: String::new(),
+            expires_at: 0,
+        };
         let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-        bucket.write_if(&self.key, body, self.etag.as_deref()).await?;
+        bucket
+            .write_if(&self.key, body, self.etag.as_deref())
+            .await?;
         Ok(())
     }
 }

@@ -57,8 +57,16 @@ pub struct S3Source {
 impl S3Source {
     /// Checks that the bucket is reachable with the given keys; opens no poll round yet.
     pub async fn connect(config: &S3Config) -> Result<Self> {
-        let S3Mode::Poll { prefix, start_now, lease } = &config.mode else {
-            return Err(Error::config("KIPPER_MINIO_MODE", "webhook mode has no poll source; run the webhook receiver"));
+        let S3Mode::Poll {
+            prefix,
+            start_now,
+            lease,
+        } = &config.mode
+        else {
+            return Err(Error::config(
+                "KIPPER_MINIO_MODE",
+                "webhook mode has no poll source; run the webhook receiver",
+            ));
         };
         let bucket = Bucket::new(&config.connection, &config.bucket);
         bucket.check(prefix).await?;
@@ -87,7 +95,10 @@ impl S3Source {
 
     /// Take or renew the lease when a third of it has passed; false when another replica has it.
     async fn hold_lease(&mut self) -> Result<bool> {
-        if self.lease_taken.is_some_and(|t| t.elapsed() < self.lease_duration / 3) {
+        if self
+            .lease_taken
+            .is_some_and(|t| t.elapsed() < self.lease_duration / 3)
+        {
             return Ok(true);
         }
         let held = self.lease.acquire(&self.bucket).await?;
@@ -102,18 +113,25 @@ impl S3Source {
     async fn load_checkpoint(&mut self) -> Result<()> {
         match self.bucket.read(&self.checkpoint_key).await? {
             Some((body, etag)) => {
-                let stored: Checkpoint = serde_json::from_slice(&body).map_err(|e| Error::Source {
-                    kind: "s3",
-                    message: format!("checkpoint {} is not valid JSON ({e}); delete it to start over", self.checkpoint_key),
-                })?;
+                let stored: Checkpoint =
+                    serde_json::from_slice(&body).map_err(|e| Error::Source {
+                        kind: "s3",
+                        message: format!(
+                            "checkpoint {} is not valid JSON ({e}); delete it to start over",
+                            self.checkpoint_key
+                        ),
+                    })?;
                 if stored.prefix == self.prefix {
                     self.checkpoint = stored;
                 } else {
                     // The watched prefix changed: keep what was delivered under the new one.
                     tracing::warn!(message = "Checkpoint was for another prefix; keeping its objects under the new one.", old = %stored.prefix, new = %self.prefix);
                     self.checkpoint = Checkpoint::empty(&self.prefix);
-                    self.checkpoint.objects =
-                        stored.objects.into_iter().filter(|(k, _)| k.starts_with(&self.prefix)).collect();
+                    self.checkpoint.objects = stored
+                        .objects
+                        .into_iter()
+                        .filter(|(k, _)| k.starts_with(&self.prefix))
+                        .collect();
                 }
                 self.checkpoint_etag = Some(etag);
             }
@@ -130,11 +148,18 @@ impl S3Source {
     /// into theirs and try again.
     async fn save_checkpoint(&mut self) -> Result<()> {
         for _ in 0..WRITE_TRIES {
-            let body = Bytes::from(serde_json::to_vec(&self.checkpoint).map_err(|e| Error::Source {
-                kind: "s3",
-                message: format!("encoding the checkpoint: {e}"),
-            })?);
-            match self.bucket.write_if(&self.checkpoint_key, body, self.checkpoint_etag.as_deref()).await? {
+            let body =
+                Bytes::from(
+                    serde_json::to_vec(&self.checkpoint).map_err(|e| Error::Source {
+                        kind: "s3",
+                        message: format!("encoding the checkpoint: {e}"),
+                    })?,
+                );
+            match self
+                .bucket
+                .write_if(&self.checkpoint_key, body, self.checkpoint_etag.as_deref())
+                .await?
+            {
                 Written::Ok(etag) => {
                     self.checkpoint_etag = Some(etag);
                     self.unsaved.clear();
@@ -149,7 +174,10 @@ impl S3Source {
                 }
             }
         }
-        Err(Error::Source { kind: "s3", message: format!("checkpoint {} keeps changing under us", self.checkpoint_key) })
+        Err(Error::Source {
+            kind: "s3",
+            message: format!("checkpoint {} keeps changing under us", self.checkpoint_key),
+        })
     }
 
     /// Start a poll round: list the bucket and queue its changes since the checkpoint.
@@ -165,12 +193,19 @@ impl S3Source {
             // No checkpoint and "start from now": what is there now counts as delivered.
             self.checkpoint.adopt(&listed);
             self.save_checkpoint().await?;
-            tracing::info!(message = "No checkpoint; starting from the bucket as it is now.", objects = listed.len());
+            tracing::info!(
+                message = "No checkpoint; starting from the bucket as it is now.",
+                objects = listed.len()
+            );
             return Ok(());
         }
         self.pending = self.checkpoint.diff(&listed).into();
         if !self.pending.is_empty() {
-            tracing::debug!(message = "Bucket changes found.", changes = self.pending.len(), listed = listed.len());
+            tracing::debug!(
+                message = "Bucket changes found.",
+                changes = self.pending.len(),
+                listed = listed.len()
+            );
         }
         Ok(())
     }
@@ -208,7 +243,9 @@ impl Source for S3Source {
             .drain(..take)
             .map(|change| Claimed {
                 id: change.id(self.bucket.name()),
-                body: Bytes::from(record::event_record(self.bucket.name(), &change, &now).to_string()),
+                body: Bytes::from(
+                    record::event_record(self.bucket.name(), &change, &now).to_string(),
+                ),
                 handle: change,
             })
             .collect();

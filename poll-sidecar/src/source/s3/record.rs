@@ -60,9 +60,18 @@ mod tests {
 
     #[test]
     fn put_and_delete_records_have_the_notification_shape() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-24T06:00:00Z").unwrap().to_utc();
-        let state = ObjectState { etag: "abc".into(), size: 5, last_modified: "2026-11-24T05:59:59Z".into() };
-        let put = Change { key: "in/a b.txt".into(), kind: ChangeKind::Put(state) };
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-24T06:00:00Z")
+            .unwrap()
+            .to_utc();
+        let state = ObjectState {
+            etag: "abc".into(),
+            size: 5,
+            last_modified: "2026-11-24T05:59:59Z".into(),
+        };
+        let put = Change {
+            key: "in/a b.txt".into(),
+            kind: ChangeKind::Put(state),
+        };
         let rec = event_record("bkt", &put, &now);
         assert_eq!(rec["eventName"], OBJECT_CREATED);
         assert_eq!(rec["eventTime"], "2026-11-24T05:59:59Z");
@@ -70,8 +79,14 @@ mod tests {
         assert_eq!(rec["s3"]["object"]["key"], "in%2Fa+b.txt");
         assert_eq!(rec["s3"]["object"]["size"], 5);
         assert_eq!(rec["s3"]["object"]["eTag"], "abc");
-        assert_eq!(rec["s3"]["object"]["sequencer"].as_str().map(str::len), Some(16));
-        let del = Change { key: "k".into(), kind: ChangeKind::Delete };
+        assert_eq!(
+            rec["s3"]["object"]["sequencer"].as_str().map(str::len),
+            Some(16)
+        );
+        let del = Change {
+            key: "k".into(),
+            kind: ChangeKind::Delete,
+        };
         let rec = event_record("bkt", &del, &now);
         assert_eq!(rec["eventName"], OBJECT_REMOVED);
         assert_eq!(rec["eventTime"], "2026-11-24T06:00:00.000Z");

@@ -41,7 +41,10 @@ pub struct WebhookPolicy {
 
 impl std::fmt::Debug for WebhookPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookPolicy").field("token", &"***").field("max_body", &self.max_body).finish()
+        f.debug_struct("WebhookPolicy")
+            .field("token", &"***")
+            .field("max_body", &self.max_body)
+            .finish()
     }
 }
 
@@ -64,13 +67,19 @@ pub struct Refusal {
 }
 
 fn refuse(status: StatusCode, reason: impl Into<String>) -> Refusal {
-    Refusal { status, reason: reason.into() }
+    Refusal {
+        status,
+        reason: reason.into(),
+    }
 }
 
 /// Check the `Authorization` header against the token, in constant time.
 pub fn authorize(header: Option<&[u8]>, token: &str) -> Result<(), Refusal> {
     let Some(value) = header else {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token> (MinIO auth_token)"));
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <token> (MinIO auth_token)",
+        ));
     };
     // MinIO sends "Bearer <token>"; accept the scheme in any case, as RFC 7235 says.
     let presented = match value.get(..7) {
@@ -97,13 +106,23 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookRecord>, Refusal> {
     let records = doc
         .get("Records")
         .and_then(Value::as_array)
-        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "not a MinIO event: no \"Records\" array"))?;
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "not a MinIO event: no \"Records\" array",
+            )
+        })?;
     let mut out = Vec::with_capacity(records.len());
     for (i, record) in records.iter().enumerate() {
         let object = &record["s3"]["object"];
-        let (Some(bucket), Some(key)) = (record["s3"]["bucket"]["name"].as_str(), object["key"].as_str())
-        else {
-            return Err(refuse(StatusCode::BAD_REQUEST, format!("Records[{i}] lacks s3.bucket.name or s3.object.key")));
+        let (Some(bucket), Some(key)) = (
+            record["s3"]["bucket"]["name"].as_str(),
+            object["key"].as_str(),
+        ) else {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("Records[{i}] lacks s3.bucket.name or s3.object.key"),
+            ));
         };
         // Keys arrive URL-encoded (MinIO uses query escaping: '/' is %2F, ' ' is '+').
         let decoded: String = url::form_urlencoded::parse(format!("k={key}").as_bytes())
@@ -119,7 +138,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookRecord>, Refusal> {
             .or_else(|| object["sequencer"].as_str())
             .unwrap_or_default();
         let event = record["eventName"].as_str().unwrap_or_default();
-        out.push(WebhookRecord { id: format!("s3:{bucket}/{decoded}@{version}:{event}"), record: record.clone() });
+        out.push(WebhookRecord {
+            id: format!("s3:{bucket}/{decoded}@{version}:{event}"),
+            record: record.clone(),
+        });
     }
     Ok(out)
 }
@@ -127,9 +149,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookRecord>, Refusal> {
 fn answer(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -149,9 +172,15 @@ where
         return Ok(answer(StatusCode::OK, &json!({"ok": true})));
     }
     if request.method() != Method::POST {
-        return Ok(answer(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "POST MinIO events here"})));
+        return Ok(answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "POST MinIO events here"}),
+        ));
     }
-    let auth = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let auth = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
     if let Err(r) = authorize(auth, &policy.token) {
         return Ok(answer(r.status, &json!({"error": r.reason})));
     }
@@ -164,12 +193,23 @@ where
     if declared.is_some_and(|n| n > policy.max_body) {
         return Ok(answer(StatusCode::PAYLOAD_TOO_LARGE, &too_large));
     }
-    let body = match Limited::new(request.into_body(), policy.max_body).collect().await {
+    let body = match Limited::new(request.into_body(), policy.max_body)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return Ok(answer(StatusCode::PAYLOAD_TOO_LARGE, &too_large));
         }
-        Err(e) => return Ok(answer(StatusCode::BAD_REQUEST, &json!({"error": format!("reading the body: {e}")}))),
+        Err(e) => {
+            return Ok(answer(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("reading the body: {e}")}),
+            ));
+        }
     };
     let records = match parse(&body) {
         Ok(records) => records,
@@ -219,7 +259,9 @@ impl Delivery {
                     return Settled::Cancelled { attempts: 0 };
                 };
                 let body = Bytes::from(r.record.to_string());
-                self.deliverer.deliver_with_retries(&r.id, &body, &cancel).await
+                self.deliverer
+                    .deliver_with_retries(&r.id, &body, &cancel)
+                    .await
             }
         }))
         .await;
@@ -232,17 +274,21 @@ impl Delivery {
                 Settled::Delivered { .. } => delivered += 1,
                 Settled::Dead { error, attempts } => {
                     dead += 1;
-                    first_error.get_or_insert_with(|| format!("{error} (after {attempts} attempts)"));
+                    first_error
+                        .get_or_insert_with(|| format!("{error} (after {attempts} attempts)"));
                 }
                 Settled::Cancelled { .. } => {
-                    first_error.get_or_insert_with(|| format!("not accepted within {:?}", self.deadline));
+                    first_error
+                        .get_or_insert_with(|| format!("not accepted within {:?}", self.deadline));
                 }
             }
         }
         self.metrics.delivered.inc_by(delivered);
         self.metrics.retried.inc_by(retried);
         // A record MinIO will send again is not dead here: MinIO's queue keeps it.
-        self.metrics.failed.inc_by(dead + (count as u64 - delivered - dead));
+        self.metrics
+            .failed
+            .inc_by(dead + (count as u64 - delivered - dead));
         match first_error {
             None => Ok(count),
             Some(error) => Err(error),
@@ -260,7 +306,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
-        Error::io(format!("binding the MinIO webhook port {addr} (KIPPER_MINIO_WEBHOOK_PORT)"), e)
+        Error::io(
+            format!("binding the MinIO webhook port {addr} (KIPPER_MINIO_WEBHOOK_PORT)"),
+            e,
+        )
     })?;
     serve_on(listener, policy, delivery, grace, shutdown).await
 }
@@ -273,7 +322,9 @@ pub async fn serve_on(
     grace: Duration,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let addr = listener.local_addr().map_err(|e| Error::io("webhook listener address", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("webhook listener address", e))?;
     tracing::info!(message = "MinIO webhook receiver listening.", %addr, max_body = policy.max_body);
     let policy = Arc::new(policy);
     let delivery = Arc::new(delivery);
@@ -321,12 +372,26 @@ mod tests {
 
     #[test]
     fn tokens_are_checked_exactly() {
-        assert_eq!(authorize(None, "t").unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            authorize(None, "t").unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
         assert!(authorize(Some(b"Bearer s3cret"), "s3cret").is_ok());
         assert!(authorize(Some(b"bearer s3cret"), "s3cret").is_ok());
-        assert_eq!(authorize(Some(b"Bearer s3cret2"), "s3cret").unwrap_err().status, StatusCode::FORBIDDEN);
-        assert_eq!(authorize(Some(b"Bearer "), "s3cret").unwrap_err().status, StatusCode::FORBIDDEN);
-        assert_eq!(authorize(Some(b"Basic abc"), "s3cret").unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            authorize(Some(b"Bearer s3cret2"), "s3cret")
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            authorize(Some(b"Bearer "), "s3cret").unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            authorize(Some(b"Basic abc"), "s3cret").unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
     }
 
     fn minio_body(keys: &[&str]) -> Vec<u8> {
@@ -337,12 +402,18 @@ mod tests {
                        "s3": {"bucket": {"name": "b"}, "object": {"key": k, "eTag": "e1", "size": 3}}})
             })
             .collect();
-        json!({"EventName": "s3:ObjectCreated:Put", "Key": "b/x", "Records": records}).to_string().into_bytes()
+        json!({"EventName": "s3:ObjectCreated:Put", "Key": "b/x", "Records": records})
+            .to_string()
+            .into_bytes()
     }
 
     #[test]
     fn parse_takes_records_and_skips_reserved_keys() {
-        let records = parse(&minio_body(&["in%2Fa+b.txt", ".kipper%2Fcheckpoints%2Ff.json"])).unwrap();
+        let records = parse(&minio_body(&[
+            "in%2Fa+b.txt",
+            ".kipper%2Fcheckpoints%2Ff.json",
+        ]))
+        .unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].id, "s3:b/in/a b.txt@e1:s3:ObjectCreated:Put");
         assert_eq!(records[0].record["s3"]["object"]["key"], "in%2Fa+b.txt");
@@ -351,8 +422,16 @@ mod tests {
     #[test]
     fn parse_refuses_what_is_not_a_minio_event() {
         assert_eq!(parse(b"nope").unwrap_err().status, StatusCode::BAD_REQUEST);
-        assert_eq!(parse(b"{\"Key\":\"b/k\"}").unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            parse(b"{\"Key\":\"b/k\"}").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
         let bad = json!({"Records": [{"s3": {}}]}).to_string();
-        assert!(parse(bad.as_bytes()).unwrap_err().reason.contains("Records[0]"));
+        assert!(
+            parse(bad.as_bytes())
+                .unwrap_err()
+                .reason
+                .contains("Records[0]")
+        );
     }
 }

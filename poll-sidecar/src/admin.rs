@@ -1,0 +1,103 @@
+//! The admin port: `/metrics` (Prometheus text), `/healthz` (the process is
+//! alive) and `/readyz` (200 while the target accepts deliveries, 503 while
+//! the readiness gate is closed).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::Deliverer;
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// Binds `addr` and serves the admin endpoints until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    deliverer: Deliverer,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Error::io(
+            format!("binding the admin port {addr} (KIPPER_ADMIN_PORT; 0 disables it)"),
+            e,
+        )
+    })?;
+    tracing::info!(message = "Admin port listening.", %addr);
+    Ok(tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(message = "Admin accept failed.", %error);
+                        continue;
+                    }
+                },
+            };
+            let metrics = metrics.clone();
+            let deliverer = deliverer.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let answer = answer(&request, &metrics, &deliverer);
+                    async move { Ok::<_, Infallible>(answer) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }))
+}
+
+fn answer(
+    request: &Request<Incoming>,
+    metrics: &Metrics,
+    deliverer: &Deliverer,
+) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match request.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Bytes::from(metrics.render()),
+        ),
+        "/healthz" => (
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(b"{\"ok\":true}"),
+        ),
+        "/readyz" => match deliverer.gate().closed() {
+            None => (
+                StatusCode::OK,
+                "application/json",
+                Bytes::from_static(b"{\"ready\":true}"),
+            ),
+            Some(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                Bytes::from(format!("{{\"ready\":false,\"reason\":\"{why:?}\"}}")),
+            ),
+        },
+        _ => (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            Bytes::from_static(b"{\"error\":\"no such path; try /metrics, /healthz or /readyz\"}"),
+        ),
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    if let Ok(value) = header::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}

@@ -1,0 +1,447 @@
+//! Configuration: every upstream `KIPPER_*` variable (CONTRACT section 2)
+//! unchanged, each also a flag, plus the delivery settings upstream lacked.
+//! [`Args`] is what the user wrote; [`Args::into_config`] validates it into a
+//! typed [`Config`] before any connection is opened, failing with one line
+//! that names the setting and the fix.
+//!
+//! The module is a folder only because the connection parsing and duration
+//! format are long; the settings themselves all stand in [`Args`].
+
+mod connection;
+mod duration;
+mod secret;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+
+pub use connection::{Env, RedisConnection, S3Connection, SqlConnection};
+pub use secret::Secret;
+
+use crate::source::sql::template::{Dialect, Template};
+use crate::{Error, Result};
+
+/// Command line and environment of kipper-poll.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kipper-poll",
+    version,
+    about = "Claims events from a data source and POSTs them to a function, at-least-once."
+)]
+pub struct Args {
+    /// Event source: postgres, mysql, redis or minio.
+    #[arg(long, env = "KIPPER_TRIGGER")]
+    pub trigger: Option<String>,
+    /// Where events are POSTed.
+    #[arg(
+        long,
+        env = "KIPPER_TARGET_URL",
+        default_value = "http://localhost:8080/event"
+    )]
+    pub target_url: String,
+    /// Source URL, e.g. postgres://u:p@h:5432/db; binding variables fill in what it lacks.
+    #[arg(long, env = "KIPPER_SOURCE_URL", hide_env_values = true)]
+    pub source_url: Option<String>,
+    /// Prefix of the service-binding variables (default DB_, REDIS_ or S3_ by trigger).
+    #[arg(long, env = "KIPPER_BINDING_PREFIX")]
+    pub binding_prefix: Option<String>,
+    /// SQL triggers: the polling SELECT.
+    #[arg(long, env = "KIPPER_QUERY")]
+    pub query: Option<String>,
+    /// SQL triggers: statement run after a 2xx, with {{column}} placeholders.
+    #[arg(long, env = "KIPPER_MARK_DONE")]
+    pub mark_done: Option<String>,
+    /// SQL triggers: statement run when a row is dead-lettered, with {{column}} placeholders.
+    #[arg(long, env = "KIPPER_MARK_FAILED")]
+    pub mark_failed: Option<String>,
+    /// Redis trigger: the list used as a queue.
+    #[arg(long, env = "KIPPER_REDIS_LIST")]
+    pub redis_list: Option<String>,
+    /// MinIO trigger: the bucket to watch.
+    #[arg(long, env = "KIPPER_MINIO_BUCKET")]
+    pub minio_bucket: Option<String>,
+    /// MinIO trigger: port of the webhook receiver.
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_PORT", default_value = "9090")]
+    pub minio_webhook_port: String,
+    /// Redis trigger: where items that failed every attempt go (default `<list>:dead`).
+    #[arg(long, env = "KIPPER_REDIS_DEAD_LIST")]
+    pub redis_dead_list: Option<String>,
+    /// Redis trigger: how long after its last heartbeat a consumer's items go back to the list.
+    #[arg(long, env = "KIPPER_REDIS_LEASE", default_value = "15s")]
+    pub redis_lease: String,
+    /// Redis trigger: this consumer's id (default: HOSTNAME plus a random suffix).
+    #[arg(long, env = "KIPPER_REDIS_CONSUMER")]
+    pub redis_consumer: Option<String>,
+    /// MinIO trigger: `poll` (list the bucket; any S3 server) or `webhook` (MinIO notifications).
+    #[arg(long, env = "KIPPER_MINIO_MODE", default_value = "poll")]
+    pub minio_mode: String,
+    /// MinIO trigger, poll mode: watch only the objects under this prefix.
+    #[arg(long, env = "KIPPER_MINIO_PREFIX", default_value = "")]
+    pub minio_prefix: String,
+    /// MinIO trigger, poll mode: without a checkpoint, deliver the existing objects (`all`) or
+    /// only later changes (`now`).
+    #[arg(long, env = "KIPPER_MINIO_START", default_value = "all")]
+    pub minio_start: String,
+    /// MinIO trigger, poll mode: lease of the one replica that polls (Go duration).
+    #[arg(long, env = "KIPPER_MINIO_LEASE", default_value = "15s")]
+    pub minio_lease: String,
+    /// MinIO trigger, webhook mode: the bearer token MinIO sends (its `auth_token`); required.
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub minio_webhook_token: Option<String>,
+    /// MinIO trigger, webhook mode: largest accepted request body, in bytes.
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_MAX_BODY", default_value = "1048576")]
+    pub minio_webhook_max_body: String,
+    /// MinIO trigger, webhook mode: how long one MinIO request waits for the function's verdict.
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_TIMEOUT", default_value = "30s")]
+    pub minio_webhook_timeout: String,
+    /// Wait when the source is idle or failing (Go duration).
+    #[arg(long, env = "KIPPER_POLL_INTERVAL", default_value = "5s")]
+    pub poll_interval: String,
+    /// Name of the function, for checkpoints and logs.
+    #[arg(long, env = "KIPPER_FUNCTION_NAME", default_value = "default")]
+    pub function_name: String,
+    /// Deliveries in flight at once.
+    #[arg(long, env = "KIPPER_CONCURRENCY", default_value = "64")]
+    pub concurrency: String,
+    /// Events claimed per round trip to the source.
+    #[arg(long, env = "KIPPER_BATCH_SIZE", default_value = "500")]
+    pub batch_size: String,
+    /// Timeout of one delivery attempt (Go duration).
+    #[arg(long, env = "KIPPER_DELIVERY_TIMEOUT", default_value = "30s")]
+    pub delivery_timeout: String,
+    /// Attempts before an event is dead-lettered.
+    #[arg(long, env = "KIPPER_MAX_ATTEMPTS", default_value = "5")]
+    pub max_attempts: String,
+    /// First retry wait; doubles per attempt, with jitter (Go duration).
+    #[arg(long, env = "KIPPER_BACKOFF_INITIAL", default_value = "500ms")]
+    pub backoff_initial: String,
+    /// Longest retry wait (Go duration).
+    #[arg(long, env = "KIPPER_BACKOFF_MAX", default_value = "30s")]
+    pub backoff_max: String,
+    /// Optional readiness URL of the target probed before claiming (default: a TCP connect).
+    #[arg(long, env = "KIPPER_TARGET_READY_URL")]
+    pub target_ready_url: Option<String>,
+    /// Port of /metrics, /healthz and /readyz; 0 disables it.
+    #[arg(long, env = "KIPPER_ADMIN_PORT", default_value = "9091")]
+    pub admin_port: String,
+    /// How long SIGTERM waits for in-flight deliveries (Go duration).
+    #[arg(long, env = "KIPPER_SHUTDOWN_GRACE", default_value = "20s")]
+    pub shutdown_grace: String,
+    /// Log format: json or text.
+    #[arg(long, env = "KIPPER_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub function_name: String,
+    pub source: SourceConfig,
+    pub delivery: DeliveryConfig,
+    pub pump: PumpConfig,
+    /// Admin listener; `None` when disabled.
+    pub admin: Option<SocketAddr>,
+    /// Log as JSON lines (default) or human-readable text.
+    pub log_json: bool,
+}
+
+/// The trigger and everything its source needs: the closed set of sources.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Postgres(SqlConfig),
+    Mysql(SqlConfig),
+    Redis(RedisConfig),
+    S3(S3Config),
+}
+
+/// A SQL trigger.
+#[derive(Debug, Clone)]
+pub struct SqlConfig {
+    pub connection: SqlConnection,
+    pub query: String,
+    pub mark_done: Option<Template>,
+    pub mark_failed: Option<Template>,
+}
+
+/// The Redis trigger.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub connection: RedisConnection,
+    pub list: String,
+    /// The dead-letter list; `None`: `<list>:dead`.
+    pub dead_list: Option<String>,
+    /// How long a consumer's items stay its own after its last heartbeat.
+    pub lease: Duration,
+    /// This consumer's id; `None`: generated.
+    pub consumer: Option<String>,
+}
+
+/// The MinIO / S3 trigger.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub connection: S3Connection,
+    pub bucket: String,
+    pub webhook_port: u16,
+    /// Names the checkpoint and lease objects: the function name.
+    pub consumer: String,
+    pub mode: S3Mode,
+}
+
+/// How the MinIO / S3 trigger learns of changes.
+#[derive(Debug, Clone)]
+pub enum S3Mode {
+    /// List the bucket and diff it against the checkpoint.
+    Poll {
+        /// Only keys under this prefix.
+        prefix: String,
+        /// Without a checkpoint, treat the current objects as delivered.
+        start_now: bool,
+        /// Lease of the one replica that polls.
+        lease: Duration,
+    },
+    /// Receive MinIO's webhook notifications on `webhook_port`.
+    Webhook {
+        /// The bearer token MinIO sends.
+        token: Secret,
+        /// Largest accepted body, in bytes.
+        max_body: usize,
+        /// How long a request waits for the function's verdict.
+        timeout: Duration,
+    },
+}
+
+/// How events are delivered to the target.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub target: http::Uri,
+    pub ready_url: Option<http::Uri>,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+/// How the claim loop paces itself.
+#[derive(Debug, Clone)]
+pub struct PumpConfig {
+    pub batch_size: usize,
+    pub poll_interval: Duration,
+    pub shutdown_grace: Duration,
+}
+
+fn duration(setting: &'static str, text: &str) -> Result<Duration> {
+    duration::parse(text).map_err(|e| Error::config(setting, e))
+}
+
+fn positive(setting: &'static str, text: &str) -> Result<Duration> {
+    let d = duration(setting, text)?;
+    if d.is_zero() {
+        return Err(Error::config(
+            setting,
+            format!("{text:?} must be more than 0, e.g. 15s"),
+        ));
+    }
+    Ok(d)
+}
+
+fn number<T: TryFrom<u64>>(setting: &'static str, text: &str, min: u64, max: u64) -> Result<T> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| {
+            Error::config(
+                setting,
+                format!("{text:?} is not a whole number from {min} to {max}"),
+            )
+        })
+}
+
+fn required(setting: &'static str, value: Option<String>, example: &str) -> Result<String> {
+    value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+        Error::config(
+            setting,
+            format!("required for this trigger; set e.g. {setting}={example}"),
+        )
+    })
+}
+
+fn uri(setting: &'static str, text: &str) -> Result<http::Uri> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| Error::config(setting, format!("{text:?} is not a URL ({e})")))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(Error::config(
+            setting,
+            format!(
+                "{text:?} must be an http:// URL with a host, e.g. http://localhost:8080/event"
+            ),
+        ));
+    }
+    Ok(uri)
+}
+
+impl Args {
+    /// Validates the arguments, reading binding variables through `env`.
+    pub fn into_config(self, env: Env) -> Result<Config> {
+        let trigger = self.trigger.clone().unwrap_or_default();
+        let url = self.source_url.as_deref().filter(|u| !u.is_empty());
+        let prefix = |default: &str| {
+            self.binding_prefix
+                .clone()
+                .unwrap_or_else(|| default.to_string())
+        };
+        let source = match trigger.as_str() {
+            "postgres" | "postgresql" => SourceConfig::Postgres(self.sql(
+                connection::sql(env, url, &prefix("DB_"), &["postgres", "postgresql"], 5432)?,
+                Dialect::Postgres,
+            )?),
+            "mysql" | "mariadb" => SourceConfig::Mysql(self.sql(
+                connection::sql(env, url, &prefix("DB_"), &["mysql", "mariadb"], 3306)?,
+                Dialect::Mysql,
+            )?),
+            "redis" => SourceConfig::Redis(RedisConfig {
+                connection: connection::redis(env, url, &prefix("REDIS_"))?,
+                list: required("KIPPER_REDIS_LIST", self.redis_list.clone(), "jobs")?,
+                dead_list: self
+                    .redis_dead_list
+                    .clone()
+                    .filter(|d| !d.trim().is_empty()),
+                lease: positive("KIPPER_REDIS_LEASE", &self.redis_lease)?,
+                consumer: self.redis_consumer.clone().filter(|c| !c.trim().is_empty()),
+            }),
+            "minio" | "s3" => SourceConfig::S3(S3Config {
+                connection: connection::s3(env, url, &prefix("S3_"))?,
+                bucket: required("KIPPER_MINIO_BUCKET", self.minio_bucket.clone(), "uploads")?,
+                webhook_port: number(
+                    "KIPPER_MINIO_WEBHOOK_PORT",
+                    &self.minio_webhook_port,
+                    1,
+                    65535,
+                )?,
+                consumer: self.function_name.clone(),
+                mode: self.s3_mode()?,
+            }),
+            "" => {
+                return Err(Error::config(
+                    "KIPPER_TRIGGER",
+                    "required; set it to postgres, mysql, redis or minio",
+                ));
+            }
+            other => {
+                return Err(Error::config(
+                    "KIPPER_TRIGGER",
+                    format!("unknown trigger {other:?}; use postgres, mysql, redis or minio"),
+                ));
+            }
+        };
+        let delivery = DeliveryConfig {
+            target: uri("KIPPER_TARGET_URL", &self.target_url)?,
+            ready_url: self
+                .target_ready_url
+                .as_deref()
+                .map(|u| uri("KIPPER_TARGET_READY_URL", u))
+                .transpose()?,
+            concurrency: number("KIPPER_CONCURRENCY", &self.concurrency, 1, 10_000)?,
+            timeout: duration("KIPPER_DELIVERY_TIMEOUT", &self.delivery_timeout)?,
+            max_attempts: number("KIPPER_MAX_ATTEMPTS", &self.max_attempts, 1, 1_000)?,
+            backoff_initial: duration("KIPPER_BACKOFF_INITIAL", &self.backoff_initial)?,
+            backoff_max: duration("KIPPER_BACKOFF_MAX", &self.backoff_max)?,
+        };
+        if delivery.timeout.is_zero() {
+            return Err(Error::config(
+                "KIPPER_DELIVERY_TIMEOUT",
+                "must be more than 0, e.g. 30s",
+            ));
+        }
+        let pump = PumpConfig {
+            batch_size: number("KIPPER_BATCH_SIZE", &self.batch_size, 1, 10_000)?,
+            poll_interval: duration("KIPPER_POLL_INTERVAL", &self.poll_interval)?,
+            shutdown_grace: duration("KIPPER_SHUTDOWN_GRACE", &self.shutdown_grace)?,
+        };
+        let admin_port: u16 = number("KIPPER_ADMIN_PORT", &self.admin_port, 0, 65535)?;
+        let admin = (admin_port != 0)
+            .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), admin_port));
+        let log_json = match self.log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => {
+                return Err(Error::config(
+                    "KIPPER_LOG_FORMAT",
+                    format!("{other:?} is not json or text"),
+                ));
+            }
+        };
+        Ok(Config {
+            function_name: self.function_name,
+            source,
+            delivery,
+            pump,
+            admin,
+            log_json,
+        })
+    }
+
+    fn s3_mode(&self) -> Result<S3Mode> {
+        match self.minio_mode.as_str() {
+            "poll" => Ok(S3Mode::Poll {
+                prefix: self.minio_prefix.clone(),
+                start_now: match self.minio_start.as_str() {
+                    "all" => false,
+                    "now" => true,
+                    other => {
+                        return Err(Error::config("KIPPER_MINIO_START", format!("{other:?} is not all or now")));
+                    }
+                },
+                lease: positive("KIPPER_MINIO_LEASE", &self.minio_lease)?,
+            }),
+            "webhook" => Ok(S3Mode::Webhook {
+                token: self.minio_webhook_token.clone().filter(|t| !t.trim().is_empty()).map(Secret::new).ok_or_else(|| {
+                    Error::config(
+                        "KIPPER_MINIO_WEBHOOK_TOKEN",
+                        "required in webhook mode; set it to the auth_token of MinIO's webhook target (from a Secret)",
+                    )
+                })?,
+                max_body: number("KIPPER_MINIO_WEBHOOK_MAX_BODY", &self.minio_webhook_max_body, 1024, 64 << 20)?,
+                timeout: positive("KIPPER_MINIO_WEBHOOK_TIMEOUT", &self.minio_webhook_timeout)?,
+            }),
+            other => Err(Error::config("KIPPER_MINIO_MODE", format!("{other:?} is not poll or webhook"))),
+        }
+    }
+
+    fn sql(&self, connection: SqlConnection, dialect: Dialect) -> Result<SqlConfig> {
+        let query = required(
+            "KIPPER_QUERY",
+            self.query.clone(),
+            "\"SELECT * FROM orders WHERE status = 'pending'\"",
+        )?;
+        let query = query.trim().trim_end_matches(';').trim().to_string();
+        let head = query
+            .trim_start_matches(['(', ' ', '\n'])
+            .to_ascii_lowercase();
+        if !(head.starts_with("select") || head.starts_with("with")) {
+            return Err(Error::config(
+                "KIPPER_QUERY",
+                "must be a SELECT (it is wrapped as a subquery)",
+            ));
+        }
+        let template = |setting: &'static str, text: &Option<String>| {
+            text.as_deref()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| Template::parse(t, dialect).map_err(|e| Error::config(setting, e)))
+                .transpose()
+        };
+        Ok(SqlConfig {
+            connection,
+            query,
+            mark_done: template("KIPPER_MARK_DONE", &self.mark_done)?,
+            mark_failed: template("KIPPER_MARK_FAILED", &self.mark_failed)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! Unit tests of the configuration: every flag also reads its variable, and
+//! every bad setting fails with one line that names it.
+
+use super::*;
+use std::collections::HashMap;
+
+fn parse(args: &[&str], vars: &[(&str, &str)]) -> Result<Config> {
+    let mut argv = vec!["kipper-poll"];
+    argv.extend_from_slice(args);
+    let parsed = Args::try_parse_from(argv).map_err(|e| Error::config("args", e.to_string()))?;
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    parsed.into_config(&move |k: &str| map.get(k).cloned())
+}
+
+fn error(args: &[&str]) -> String {
+    let err = parse(args, &[])
+        .expect_err("config should be refused")
+        .to_string();
+    assert!(!err.contains('\n'), "one line: {err}");
+    err
+}
+
+const PG: [&str; 6] = [
+    "--trigger=postgres",
+    "--source-url=postgres://u:secret@db:5432/app",
+    "--query",
+    "SELECT * FROM orders WHERE status = 'pending'",
+    "--mark-done",
+    "UPDATE orders SET status = 'done' WHERE id = {{id}}",
+];
+
+#[test]
+fn upstream_postgres_settings_work_as_flags() {
+    let config = parse(&PG, &[]).unwrap();
+    let SourceConfig::Postgres(sql) = &config.source else {
+        panic!("{config:?}")
+    };
+    assert_eq!(sql.query, "SELECT * FROM orders WHERE status = 'pending'");
+    assert_eq!(
+        sql.mark_done.as_ref().unwrap().sql,
+        "UPDATE orders SET status = 'done' WHERE id = $1"
+    );
+    assert_eq!(sql.connection.password.expose(), "secret");
+    assert_eq!(
+        config.delivery.target.to_string(),
+        "http://localhost:8080/event"
+    );
+    assert_eq!(config.pump.poll_interval, Duration::from_secs(5));
+    assert_eq!(config.function_name, "default");
+    assert!(
+        !format!("{config:?}").contains("secret"),
+        "no credential in Debug output"
+    );
+}
+
+#[test]
+fn every_new_setting_parses() {
+    let mut args = PG.to_vec();
+    args.extend([
+        "--concurrency=8",
+        "--batch-size=100",
+        "--delivery-timeout=2s",
+        "--max-attempts=3",
+        "--backoff-initial=10ms",
+        "--backoff-max=1s",
+        "--admin-port=0",
+        "--poll-interval=250ms",
+        "--shutdown-grace=3s",
+        "--function-name=orders",
+        "--mark-failed=UPDATE orders SET status = 'failed' WHERE id = {{id}}",
+        "--target-url=http://127.0.0.1:9000/event",
+        "--log-format=text",
+    ]);
+    let c = parse(&args, &[]).unwrap();
+    assert_eq!(
+        (
+            c.delivery.concurrency,
+            c.pump.batch_size,
+            c.delivery.max_attempts
+        ),
+        (8, 100, 3)
+    );
+    assert_eq!(c.delivery.timeout, Duration::from_secs(2));
+    assert_eq!(
+        (c.delivery.backoff_initial, c.delivery.backoff_max),
+        (Duration::from_millis(10), Duration::from_secs(1))
+    );
+    assert_eq!(
+        (c.admin, c.pump.poll_interval, c.function_name.as_str()),
+        (None, Duration::from_millis(250), "orders")
+    );
+    assert!(!c.log_json);
+}
+
+#[test]
+fn mysql_from_binding_variables_with_a_custom_prefix() {
+    let c = parse(
+        &[
+            "--trigger=mysql",
+            "--query=SELECT * FROM jobs",
+            "--binding-prefix=EVENTS_",
+        ],
+        &[
+            ("EVENTS_HOST", "maria"),
+            ("EVENTS_USERNAME", "app"),
+            ("EVENTS_PASSWORD", "pw"),
+            ("EVENTS_NAME", "ev"),
+        ],
+    )
+    .unwrap();
+    let SourceConfig::Mysql(sql) = c.source else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            sql.connection.host.as_str(),
+            sql.connection.port,
+            sql.connection.database.as_str()
+        ),
+        ("maria", 3306, "ev")
+    );
+    assert!(sql.mark_done.is_none());
+}
+
+#[test]
+fn redis_and_minio_settings() {
+    let c = parse(
+        &["--trigger=redis", "--redis-list=jobs"],
+        &[("REDIS_HOST", "r"), ("REDIS_PASSWORD", "pw")],
+    )
+    .unwrap();
+    let SourceConfig::Redis(r) = c.source else {
+        panic!()
+    };
+    assert_eq!((r.list.as_str(), r.connection.host.as_str()), ("jobs", "r"));
+    let c = parse(
+        &[
+            "--trigger=minio",
+            "--minio-bucket=up",
+            "--source-url=http://ak:sk@minio:9000",
+            "--minio-webhook-port=9099",
+        ],
+        &[],
+    )
+    .unwrap();
+    let SourceConfig::S3(s) = c.source else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            s.bucket.as_str(),
+            s.webhook_port,
+            s.connection.endpoint.as_str()
+        ),
+        ("up", 9099, "http://minio:9000")
+    );
+}
+
+#[test]
+fn bad_config_gets_one_line_naming_the_setting() {
+    assert!(error(&["--trigger=kafka"]).starts_with("KIPPER_TRIGGER: unknown trigger \"kafka\""));
+    assert!(error(&[]).starts_with("KIPPER_TRIGGER: required"));
+    assert!(
+        error(&["--trigger=postgres", "--source-url=postgres://h/db"])
+            .starts_with("KIPPER_QUERY: required")
+    );
+    assert!(
+        error(&["--trigger=redis", "--source-url=redis://h"])
+            .starts_with("KIPPER_REDIS_LIST: required")
+    );
+    assert!(
+        error(&["--trigger=minio", "--source-url=http://a:b@h:9000"])
+            .starts_with("KIPPER_MINIO_BUCKET: required")
+    );
+    let mut args = PG.to_vec();
+    args.push("--poll-interval=5");
+    assert!(error(&args).starts_with("KIPPER_POLL_INTERVAL: \"5\" lacks a unit"));
+    let mut args = PG.to_vec();
+    args.push("--delivery-timeout=soon");
+    assert!(error(&args).starts_with("KIPPER_DELIVERY_TIMEOUT:"));
+    let mut args = PG[..4].to_vec();
+    args.extend([
+        "--mark-done",
+        "UPDATE orders SET status = 'done' WHERE id = 1 -- {{id}}",
+    ]);
+    assert!(
+        error(&args).starts_with("KIPPER_MARK_DONE: a {{placeholder}} stands inside a comment")
+    );
+    let mut args = PG[..4].to_vec();
+    args.extend(["--mark-done", "UPDATE \"{{table}}\" SET status = 'done'"]);
+    assert!(
+        error(&args)
+            .starts_with("KIPPER_MARK_DONE: a {{placeholder}} stands inside a quoted identifier")
+    );
+    let mut args = PG.to_vec();
+    args.push("--concurrency=0");
+    assert!(error(&args).starts_with("KIPPER_CONCURRENCY:"));
+    let mut args = PG.to_vec();
+    args.push("--target-url=localhost:8080");
+    assert!(error(&args).starts_with("KIPPER_TARGET_URL:"));
+    assert!(
+        error(&[
+            "--trigger=postgres",
+            "--query=DELETE FROM t",
+            "--source-url=postgres://h/d"
+        ])
+        .starts_with("KIPPER_QUERY: must be a SELECT")
+    );
+}

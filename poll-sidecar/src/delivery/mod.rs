@@ -1,0 +1,321 @@
+//! The delivery engine, shared by every source: POSTs one event to the
+//! target over a pooled keep-alive HTTP/1.1 client, with a per-attempt
+//! timeout, and retries failed attempts with backoff, jitter and
+//! `Retry-After` up to a maximum number of attempts.
+//!
+//! Two entry points:
+//! - [`Deliverer::deliver`]: exactly one attempt, the building block (the S3
+//!   webhook receiver uses it to answer MinIO with the function's verdict).
+//! - [`Deliverer::deliver_with_retries`]: attempts until a 2xx, the attempt
+//!   cap (then [`Settled::Dead`]) or cancellation (shutdown).
+//!
+//! Every attempt carries `Idempotency-Key: <event id>` and
+//! `Kipper-Attempt: <n>`. Refused connections and 503s close the readiness
+//! [`Gate`] and are retried without counting against the cap: they say the
+//! handler is not ready, not that the event is bad.
+
+pub mod backoff;
+pub mod gate;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::Backoff;
+pub use gate::{Closed, Gate};
+
+use crate::config::DeliveryConfig;
+use crate::metrics::Metrics;
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target answered 2xx.
+    Delivered,
+    /// Anything else.
+    Failed(Failure),
+}
+
+/// Why an attempt failed and what the target asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// One line, e.g. `HTTP 500: {"error":"boom"}` or `timed out after 30s`.
+    pub reason: String,
+    /// The target's `Retry-After`, if any.
+    pub retry_after: Option<Duration>,
+    /// Refused or 503: the target is not ready (the gate is now closed).
+    pub not_ready: bool,
+}
+
+/// How an event's deliveries ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// A 2xx after `attempts` attempts.
+    Delivered { attempts: u32 },
+    /// The attempt cap was reached; `error` is the last failure.
+    Dead { attempts: u32, error: String },
+    /// Shutdown came first; the event was not delivered.
+    Cancelled { attempts: u32 },
+}
+
+impl Settled {
+    /// Attempts made, failed ones included.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Delivered { attempts }
+            | Self::Dead { attempts, .. }
+            | Self::Cancelled { attempts } => *attempts,
+        }
+    }
+}
+
+/// Bytes of an error answer kept for the failure reason.
+const REASON_BYTES: usize = 200;
+/// The most the client reads of an answer; the rest is dropped with the connection.
+const ANSWER_LIMIT: usize = 64 * 1024;
+
+/// Delivers events to the target. Cheap to clone; clones share the
+/// connection pool and the gate.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client<HttpConnector, Full<Bytes>>,
+    target: http::Uri,
+    ready_url: Option<http::Uri>,
+    timeout: Duration,
+    max_attempts: u32,
+    backoff: Backoff,
+    gate: Gate,
+    metrics: Metrics,
+}
+
+impl Deliverer {
+    /// A deliverer for `config`, reporting into `metrics`.
+    pub fn new(config: &DeliveryConfig, metrics: Metrics) -> Self {
+        let mut connector = HttpConnector::new();
+        // Events are small requests on a local connection: Nagle would add
+        // delayed-ACK stalls to every one.
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(config.concurrency)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                target: config.target.clone(),
+                ready_url: config.ready_url.clone(),
+                timeout: config.timeout,
+                max_attempts: config.max_attempts,
+                backoff: Backoff {
+                    initial: config.backoff_initial,
+                    max: config.backoff_max,
+                },
+                gate: Gate::new(metrics.clone()),
+                metrics,
+            }),
+        }
+    }
+
+    /// The readiness gate the pump waits on before claiming.
+    pub fn gate(&self) -> &Gate {
+        &self.inner.gate
+    }
+
+    /// Attempts one delivery of `body` with the headers of `id` and `attempt`.
+    pub async fn deliver(&self, id: &str, attempt: u32, body: Bytes) -> Outcome {
+        let inner = &*self.inner;
+        let mut request = Request::post(inner.target.clone());
+        if let Some(headers) = request.headers_mut() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(key) = HeaderValue::from_str(id) {
+                headers.insert("idempotency-key", key);
+            }
+            headers.insert("kipper-attempt", HeaderValue::from(attempt));
+        }
+        let Ok(request) = request.body(Full::new(body)) else {
+            return failed(format!("cannot build a request to {}", inner.target), false);
+        };
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(inner.timeout, inner.send(request)).await {
+            Ok(outcome) => outcome,
+            Err(_) => failed(format!("timed out after {:?}", inner.timeout), false),
+        };
+        inner
+            .metrics
+            .delivery_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match &outcome {
+            Outcome::Delivered => inner.gate.open(),
+            Outcome::Failed(Failure {
+                not_ready: true,
+                reason,
+                ..
+            }) => {
+                inner.gate.close(if reason.starts_with("HTTP 503") {
+                    Closed::Unavailable
+                } else {
+                    Closed::Refused
+                });
+            }
+            Outcome::Failed(_) => {}
+        }
+        outcome
+    }
+
+    /// Delivers until a 2xx, the attempt cap or `cancel`. Not-ready failures
+    /// (refused, 503) are retried without counting, unless the ready URL says
+    /// the target is ready, in which case a 503 is the handler's own verdict.
+    pub async fn deliver_with_retries(
+        &self,
+        id: &str,
+        body: &Bytes,
+        cancel: &CancellationToken,
+    ) -> Settled {
+        let inner = &*self.inner;
+        let mut attempts = 0u32;
+        let mut counted = 0u32;
+        loop {
+            attempts += 1;
+            let failure = match self.deliver(id, attempts, body.clone()).await {
+                Outcome::Delivered => return Settled::Delivered { attempts },
+                Outcome::Failed(failure) => failure,
+            };
+            let counts = !failure.not_ready
+                || (failure.reason.starts_with("HTTP 503") && self.probe().await);
+            if counts {
+                counted += 1;
+                if counted >= inner.max_attempts {
+                    return Settled::Dead {
+                        attempts,
+                        error: failure.reason,
+                    };
+                }
+            }
+            tracing::debug!(message = "Delivery failed; retrying.", id, attempts, reason = %failure.reason);
+            let wait = inner.backoff.wait_or(counted.max(1), failure.retry_after);
+            tokio::select! {
+                () = cancel.cancelled() => return Settled::Cancelled { attempts },
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Whether the target looks ready: the ready URL answers 2xx, or without
+    /// one, the target's port accepts a connection.
+    pub async fn probe(&self) -> bool {
+        let inner = &*self.inner;
+        match &inner.ready_url {
+            Some(url) => {
+                let Ok(request) = Request::get(url.clone()).body(Full::new(Bytes::new())) else {
+                    return false;
+                };
+                match tokio::time::timeout(inner.timeout, inner.client.request(request)).await {
+                    Ok(Ok(answer)) => answer.status().is_success(),
+                    _ => false,
+                }
+            }
+            None => {
+                let host = inner.target.host().unwrap_or("localhost");
+                let port = inner.target.port_u16().unwrap_or(80);
+                let connect = tokio::net::TcpStream::connect((host, port));
+                matches!(
+                    tokio::time::timeout(inner.timeout, connect).await,
+                    Ok(Ok(_))
+                )
+            }
+        }
+    }
+
+    /// Waits until the gate is open, probing while it is closed for a reason
+    /// a probe can clear, or until `cancel`. Returns false when cancelled.
+    pub async fn wait_ready(&self, cancel: &CancellationToken) -> bool {
+        let gate = self.gate();
+        let mut wait = Duration::from_millis(50);
+        while let Some(why) = gate.closed() {
+            let probe_clears = self.inner.ready_url.is_some() || why != Closed::Unavailable;
+            if probe_clears && self.probe().await {
+                gate.open();
+                break;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = gate.opened_within(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+        !cancel.is_cancelled()
+    }
+}
+
+impl Inner {
+    async fn send(&self, request: Request<Full<Bytes>>) -> Outcome {
+        let answer = match self.client.request(request).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_connect() => {
+                return failed(format!("cannot connect to {}: {e}", self.target), true);
+            }
+            Err(e) => return failed(format!("request to {} failed: {e}", self.target), false),
+        };
+        let status = answer.status();
+        let retry_after = answer
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(backoff::parse_retry_after);
+        // Read the answer to its end so the connection goes back to the pool;
+        // keep the start of an error answer for the failure reason.
+        let mut body = answer.into_body();
+        let mut kept = Vec::new();
+        let mut read = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Ok(data) = frame.into_data() {
+                read += data.len();
+                if !status.is_success() && kept.len() < REASON_BYTES {
+                    kept.extend_from_slice(&data[..data.len().min(REASON_BYTES - kept.len())]);
+                }
+                if read > ANSWER_LIMIT {
+                    break;
+                }
+            }
+        }
+        if status.is_success() {
+            return Outcome::Delivered;
+        }
+        let text = String::from_utf8_lossy(&kept).replace(['\n', '\r'], " ");
+        let reason = if text.is_empty() {
+            format!("HTTP {}", status.as_u16())
+        } else {
+            format!("HTTP {}: {text}", status.as_u16())
+        };
+        Outcome::Failed(Failure {
+            reason,
+            retry_after,
+            not_ready: status == StatusCode::SERVICE_UNAVAILABLE,
+        })
+    }
+}
+
+fn failed(reason: String, not_ready: bool) -> Outcome {
+    Outcome::Failed(Failure {
+        reason,
+        retry_after: None,
+        not_ready,
+    })
+}

@@ -1,0 +1,285 @@
+//! The claim loop, written once for every source: claims batches, keeps up
+//! to `concurrency` deliveries in flight, settles finished ones back to the
+//! source in batches, and paces itself.
+//!
+//! One task owns the source (`&mut S`) and polls the deliveries as a
+//! `FuturesUnordered` beside whichever source call is running, so a claim or
+//! an acknowledgement never stalls the deliveries and the next batch is
+//! claimed while the current one is being delivered. A backlog is therefore
+//! drained back to back; the poll interval applies only after a claim found
+//! nothing (or failed).
+//!
+//! Shutdown: stop claiming, release what has not started, let in-flight
+//! deliveries finish within the grace period, cancel and release the rest,
+//! acknowledge what was delivered.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PumpConfig;
+use crate::delivery::{Deliverer, Settled};
+use crate::metrics::Metrics;
+use crate::source::{Claimed, DeadLetter, Source};
+
+/// Drives one source into the deliverer.
+#[derive(Debug)]
+pub struct Pump<S: Source> {
+    source: S,
+    deliverer: Deliverer,
+    config: PumpConfig,
+    concurrency: usize,
+    metrics: Metrics,
+}
+
+/// What finished deliveries left to tell the source.
+struct Settlement<H> {
+    done: Vec<Claimed<H>>,
+    dead: Vec<DeadLetter<H>>,
+    cancelled: Vec<Claimed<H>>,
+    /// Counters accumulated since the last flush into the metrics.
+    delivered: u64,
+    failed_attempts: u64,
+    retries: u64,
+}
+
+impl<H> Settlement<H> {
+    fn new() -> Self {
+        Self {
+            done: Vec::new(),
+            dead: Vec::new(),
+            cancelled: Vec::new(),
+            delivered: 0,
+            failed_attempts: 0,
+            retries: 0,
+        }
+    }
+
+    fn record(&mut self, event: Claimed<H>, settled: Settled) {
+        let attempts = u64::from(settled.attempts());
+        match settled {
+            Settled::Delivered { .. } => {
+                self.delivered += 1;
+                self.failed_attempts += attempts - 1;
+                self.retries += attempts - 1;
+                self.done.push(event);
+            }
+            Settled::Dead { attempts, error } => {
+                self.failed_attempts += u64::from(attempts);
+                self.retries += u64::from(attempts) - 1;
+                self.dead.push(DeadLetter {
+                    event,
+                    attempts,
+                    error,
+                });
+            }
+            Settled::Cancelled { .. } => {
+                self.failed_attempts += attempts.saturating_sub(1);
+                self.cancelled.push(event);
+            }
+        }
+    }
+
+    fn flush_counters(&mut self, metrics: &Metrics) {
+        metrics
+            .delivered
+            .inc_by(std::mem::take(&mut self.delivered));
+        metrics
+            .failed
+            .inc_by(std::mem::take(&mut self.failed_attempts));
+        metrics.retried.inc_by(std::mem::take(&mut self.retries));
+    }
+}
+
+async fn deliver<H>(
+    deliverer: Deliverer,
+    event: Claimed<H>,
+    cancel: CancellationToken,
+) -> (Claimed<H>, Settled) {
+    let settled = deliverer
+        .deliver_with_retries(&event.id, &event.body, &cancel)
+        .await;
+    (event, settled)
+}
+
+impl<S: Source> Pump<S> {
+    /// A pump of `source` into `deliverer`.
+    pub fn new(
+        source: S,
+        deliverer: Deliverer,
+        config: PumpConfig,
+        concurrency: usize,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            source,
+            deliverer,
+            config,
+            concurrency,
+            metrics,
+        }
+    }
+
+    /// Runs until `shutdown`, then drains within the grace period.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let batch = self.config.batch_size;
+        // Claimed ahead so the next batch is ready when the current one ends.
+        let max_held = self.concurrency + 2 * batch;
+        let cancel = CancellationToken::new();
+        let mut queue: VecDeque<Claimed<S::Handle>> = VecDeque::new();
+        let mut active = FuturesUnordered::new();
+        let mut settled = Settlement::new();
+        let mut idle_until: Option<Instant> = None;
+        let mut grace_deadline: Option<Instant> = None;
+
+        loop {
+            while active.len() < self.concurrency {
+                let Some(event) = queue.pop_front() else {
+                    break;
+                };
+                active.push(deliver(self.deliverer.clone(), event, cancel.clone()));
+            }
+            let stopping = shutdown.is_cancelled();
+            if stopping && grace_deadline.is_none() {
+                grace_deadline = Some(Instant::now() + self.config.shutdown_grace);
+                tracing::info!(
+                    message = "Shutting down: claiming stops, in-flight deliveries finish.",
+                    in_flight = active.len(),
+                    queued = queue.len()
+                );
+                settled.cancelled.extend(queue.drain(..));
+            }
+            if grace_deadline.is_some_and(|d| Instant::now() >= d) && !cancel.is_cancelled() {
+                tracing::warn!(
+                    message = "Grace period over; releasing undelivered events.",
+                    in_flight = active.len()
+                );
+                cancel.cancel();
+            }
+            let held = queue.len() + active.len() + settled.done.len() + settled.dead.len();
+            self.metrics
+                .in_flight
+                .set(i64::try_from(held).unwrap_or(i64::MAX));
+            settled.flush_counters(&self.metrics);
+
+            let claim_allowed = !stopping
+                && held < max_held
+                && queue.len() < batch
+                && idle_until.is_none_or(|t| Instant::now() >= t)
+                && self.deliverer.gate().closed().is_none();
+
+            if !settled.cancelled.is_empty() {
+                let events = std::mem::take(&mut settled.cancelled);
+                let result = drive(self.source.release(&events), &mut active, &mut settled).await;
+                self.report("release", events.len(), result);
+            } else if !settled.done.is_empty()
+                && (!claim_allowed || settled.done.len() >= batch || stopping)
+            {
+                let events = std::mem::take(&mut settled.done);
+                let result = drive(self.source.ack(&events), &mut active, &mut settled).await;
+                if result.is_ok() {
+                    self.metrics.acked.inc_by(events.len() as u64);
+                }
+                self.report("acknowledge", events.len(), result);
+            } else if !settled.dead.is_empty() && (!claim_allowed || stopping) {
+                let events = std::mem::take(&mut settled.dead);
+                for dead in &events {
+                    tracing::warn!(message = "Event dead-lettered.", id = %dead.event.id, attempts = dead.attempts, error = %dead.error);
+                }
+                self.metrics.dead_lettered.inc_by(events.len() as u64);
+                let result =
+                    drive(self.source.dead_letter(&events), &mut active, &mut settled).await;
+                self.report("dead-letter", events.len(), result);
+            } else if claim_allowed {
+                let want = batch.min(max_held - held);
+                match drive(self.source.claim(want), &mut active, &mut settled).await {
+                    Ok(events) => {
+                        idle_until = events
+                            .is_empty()
+                            .then(|| Instant::now() + self.config.poll_interval);
+                        if events.is_empty() {
+                            self.refresh_backlog().await;
+                        }
+                        queue.extend(events);
+                    }
+                    Err(error) => {
+                        self.metrics.source_errors.inc();
+                        tracing::warn!(message = "Claim failed; retrying after the poll interval.", %error, source = self.source.kind());
+                        idle_until = Some(Instant::now() + self.config.poll_interval);
+                    }
+                }
+            } else if stopping && active.is_empty() && queue.is_empty() {
+                break;
+            } else {
+                // Nothing to ask the source: wait for a delivery to finish, the
+                // idle wait to end, the gate to open or shutdown.
+                let wake = match (idle_until, grace_deadline) {
+                    (_, Some(d)) if !cancel.is_cancelled() => d,
+                    (Some(t), _) => t,
+                    _ => Instant::now() + Duration::from_secs(3600),
+                };
+                let gate_closed = self.deliverer.gate().closed().is_some() && !stopping;
+                tokio::select! {
+                    Some((event, result)) = active.next() => settled.record(event, result),
+                    () = tokio::time::sleep_until(wake) => {}
+                    () = shutdown.cancelled(), if !stopping => {}
+                    ready = self.deliverer.wait_ready(&shutdown), if gate_closed && active.is_empty() => { let _ = ready; }
+                    () = self.deliverer.gate().opened_within(Duration::from_secs(1)), if gate_closed && !active.is_empty() => {}
+                }
+            }
+        }
+        settled.flush_counters(&self.metrics);
+        self.metrics.in_flight.set(0);
+        tracing::info!(message = "Pump stopped.");
+    }
+
+    async fn refresh_backlog(&mut self) {
+        match self.source.backlog().await {
+            Ok(Some(n)) => {
+                self.metrics
+                    .backlog
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            Ok(None) => {}
+            Err(error) => tracing::debug!(message = "Backlog count failed.", %error),
+        }
+    }
+
+    fn report(&self, what: &'static str, events: usize, result: crate::Result<()>) {
+        if let Err(error) = result {
+            self.metrics.source_errors.inc();
+            tracing::warn!(
+                message = "Source call failed; the events stay in the source and come back later.",
+                call = what,
+                events,
+                %error,
+                source = self.source.kind()
+            );
+        }
+    }
+}
+
+/// Runs a source call while the deliveries keep going, recording those that finish.
+async fn drive<T, H, F, D>(
+    call: F,
+    active: &mut FuturesUnordered<D>,
+    settled: &mut Settlement<H>,
+) -> T
+where
+    F: Future<Output = T>,
+    D: Future<Output = (Claimed<H>, Settled)>,
+{
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut call => return out,
+            Some((event, result)) = active.next(), if !active.is_empty() => settled.record(event, result),
+        }
+    }
+}

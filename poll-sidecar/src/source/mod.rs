@@ -1,0 +1,98 @@
+//! Event sources: one module per trigger behind the [`Source`] trait, chosen
+//! by the closed [`crate::config::SourceConfig`] enum. Delivery, retries and
+//! pacing are written once in [`crate::pump`]; a source only claims,
+//! acknowledges, dead-letters and releases.
+//!
+//! # The interface (what a source implements)
+//!
+//! - [`Source::claim`]`(max)`: up to `max` events that no other replica holds
+//!   now, each a [`Claimed`] with an idempotency id (stable across replicas
+//!   and restarts), the JSON body bytes and a source-specific `Handle`. An
+//!   empty batch means idle. A claim must never hand out an event this same
+//!   source already holds (the pump keeps them in flight).
+//! - [`Source::ack`]`(events)`: the events got a 2xx; remove them from the
+//!   source (mark-done, LREM, checkpoint), batched, then let go of the hold.
+//! - [`Source::dead_letter`]`(events)`: these exhausted their attempts; park
+//!   them where they will not be claimed again (mark-failed, a dead list, a
+//!   log line) and let go of the hold.
+//! - [`Source::release`]`(events)`: shutdown; give them back undelivered so
+//!   another replica (or the next start) takes them.
+//! - [`Source::backlog`]: pending count for the backlog gauge, when cheap.
+//!
+//! Each method gets the whole batch so a source can make one round trip of
+//! it. The pump calls them from one task, one at a time (`&mut self`). A
+//! failed `ack` is logged by the pump and not retried: the events stay in the
+//! source and are redelivered later (at-least-once).
+//!
+//! The pump is generic over `S: Source` and [`crate::run`] matches the config
+//! enum once, so the hot path is statically dispatched, never boxed.
+
+pub mod mysql;
+pub mod postgres;
+pub mod redis;
+pub mod s3;
+pub mod sql;
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use crate::Result;
+
+/// An event held by this replica until it is acknowledged, dead-lettered or
+/// released.
+#[derive(Debug, Clone)]
+pub struct Claimed<H> {
+    /// Idempotency id sent as the `Idempotency-Key` header: the same event
+    /// gets the same id on every delivery, from any replica.
+    pub id: String,
+    /// The JSON body POSTed to the target.
+    pub body: Bytes,
+    /// What the source needs to acknowledge or release the event.
+    pub handle: H,
+}
+
+/// An event that exhausted its attempts, with the reason of the last failure.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<H> {
+    pub event: Claimed<H>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure, e.g. `HTTP 500` or `timed out after 30s`.
+    pub error: String,
+}
+
+/// A source of events; see the module docs for the contract.
+pub trait Source: Send + 'static {
+    /// Per-event data the source needs back to acknowledge or release.
+    type Handle: Send + Sync + 'static;
+
+    /// Short name for logs and metrics, e.g. `postgres`.
+    fn kind(&self) -> &'static str;
+
+    /// Claims up to `max` events no other replica holds; empty when idle.
+    fn claim(
+        &mut self,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Claimed<Self::Handle>>>> + Send;
+
+    /// Removes delivered events from the source and lets go of them.
+    fn ack(&mut self, events: &[Claimed<Self::Handle>]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Parks events that exhausted their attempts and lets go of them.
+    fn dead_letter(
+        &mut self,
+        events: &[DeadLetter<Self::Handle>],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Gives held events back undelivered (shutdown).
+    fn release(
+        &mut self,
+        events: &[Claimed<Self::Handle>],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Events waiting in the source, if the source can count them cheaply.
+    fn backlog(&mut self) -> impl Future<Output = Result<Option<u64>>> + Send {
+        async { Ok(None) }
+    }
+}

@@ -1,0 +1,133 @@
+//! What the PostgreSQL and MySQL sources share: the mark-done statement
+//! templates, the identity of a row, and the claim design.
+//!
+//! # Claiming rows of an arbitrary SELECT
+//!
+//! A row is identified by the values of the columns the mark-done statement
+//! names (`{{id}}` -> column `id`); without a mark-done, by the whole row.
+//! A replica claims a row by taking a session-level advisory lock on a hash
+//! of that identity (PostgreSQL `pg_try_advisory_lock`, MySQL `GET_LOCK`),
+//! evaluated inside the polling query itself so one round trip claims a
+//! batch and rows locked by others are skipped. The lock lives as long as
+//! the session: a sidecar that dies (SIGKILL, lost connection) loses its
+//! session and the server frees its rows at once; an idle sidecar holds no
+//! lock and no transaction.
+//!
+//! The claim's snapshot can predate a mark-done another replica committed
+//! just before releasing its lock, so after locking, the claimed rows are
+//! read again through the user's query restricted to their identity (a
+//! fresh statement, a fresh snapshot): a row that no longer matches is
+//! unlocked and not delivered.
+//!
+//! After a 2xx, mark-dones of a batch run pipelined in one transaction, and
+//! the locks are released only after its COMMIT, in the same round trip.
+
+pub mod template;
+
+use std::collections::HashSet;
+
+/// 64-bit FNV-1a: a hash that is the same in every build and replica (the
+/// standard library's hasher does not promise that), used to namespace the
+/// advisory locks of one query.
+pub fn fnv64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The columns that identify a row: the distinct placeholders of the
+/// mark-done, or none (the whole row) without one.
+pub fn key_columns(mark_done: Option<&template::Template>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    mark_done
+        .map(|t| {
+            t.params
+                .iter()
+                .filter(|p| seen.insert(p.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The columns whose values the acknowledgement statements need, in a fixed
+/// order, and for each statement the index into it of each parameter.
+#[derive(Debug, Clone, Default)]
+pub struct BoundColumns {
+    /// Distinct column names kept per claimed row.
+    pub names: Vec<String>,
+    /// Per parameter of the mark-done, the index into `names`.
+    pub mark_done: Vec<usize>,
+    /// Per parameter of the mark-failed, the index into `names`.
+    pub mark_failed: Vec<usize>,
+}
+
+impl BoundColumns {
+    /// The columns both statements need.
+    pub fn new(
+        mark_done: Option<&template::Template>,
+        mark_failed: Option<&template::Template>,
+    ) -> Self {
+        let mut names: Vec<String> = Vec::new();
+        let mut index = |column: &String| match names.iter().position(|n| n == column) {
+            Some(i) => i,
+            None => {
+                names.push(column.clone());
+                names.len() - 1
+            }
+        };
+        let mark_done = mark_done
+            .map(|t| t.params.iter().map(&mut index).collect())
+            .unwrap_or_default();
+        let mark_failed = mark_failed
+            .map(|t| t.params.iter().map(&mut index).collect())
+            .unwrap_or_default();
+        Self {
+            names,
+            mark_done,
+            mark_failed,
+        }
+    }
+}
+
+/// The warning printed at start when there is no mark-done.
+pub const NO_MARK_DONE: &str = "No KIPPER_MARK_DONE: every matching row is delivered again on every poll; \
+set KIPPER_MARK_DONE (e.g. UPDATE orders SET status = 'done' WHERE id = {{id}}) to deliver each row once.";
+
+/// The warning printed at start when there is no mark-failed.
+pub const NO_MARK_FAILED: &str = "No KIPPER_MARK_FAILED: a dead-lettered row stays locked by this sidecar until it \
+exits, then is tried again; set KIPPER_MARK_FAILED to park such rows for good.";
+
+#[cfg(test)]
+mod tests {
+    use super::template::{Dialect, Template};
+    use super::*;
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv64(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv64("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn bound_columns_are_shared_between_statements() {
+        let done = Template::parse(
+            "UPDATE t SET s = 1 WHERE a = {{a}} AND b = {{b}}",
+            Dialect::Mysql,
+        )
+        .unwrap();
+        let failed = Template::parse(
+            "UPDATE t SET s = 2, note = {{c}} WHERE a = {{a}}",
+            Dialect::Mysql,
+        )
+        .unwrap();
+        let bound = BoundColumns::new(Some(&done), Some(&failed));
+        assert_eq!(bound.names, vec!["a", "b", "c"]);
+        assert_eq!(
+            (bound.mark_done.as_slice(), bound.mark_failed.as_slice()),
+            (&[0, 1][..], &[2, 0][..])
+        );
+        assert_eq!(key_columns(Some(&done)), vec!["a", "b"]);
+        assert!(key_columns(None).is_empty());
+    }
+}
