@@ -66,14 +66,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             .await
         }
         SourceConfig::Redis(redis) => {
-            pump(
-                source::redis::RedisSource::connect(redis).await?,
-                &config,
-                deliverer,
-                metrics,
-                shutdown,
-            )
-            .await
+            let source = source::redis::RedisSource::connect(redis).await?;
+            let queue = source.queue().clone();
+            let result = pump(source, &config, deliverer, metrics, shutdown).await;
+            // Whatever is still held (an acknowledgement that failed) goes back to the list
+            // now rather than after the lease, and this consumer leaves the registry.
+            match queue.leave().await {
+                Ok(returned) => tracing::info!(message = "Left the Redis queue.", returned),
+                Err(error) => {
+                    tracing::warn!(message = "Leaving the Redis queue failed; the lease returns what was held.", %error)
+                }
+            }
+            result
         }
         SourceConfig::S3(s3) => match &s3.mode {
             S3Mode::Poll { .. } => {
