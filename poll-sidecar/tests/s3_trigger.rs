@@ -1,0 +1,492 @@
+//! Black-box tests of the MinIO / S3 trigger: the real kipper-poll binary, a real S3 server
+//! (SeaweedFS on 127.0.0.1:8333 with the identities of `scripts/seaweedfs-s3.json`, started by
+//! `scripts/services.sh`; or `KIPPER_TEST_S3_URL`) and the real python handler. Each test makes
+//! its own bucket and deletes it.
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod event_fixture;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use event_fixture::{Handler, Sidecar, unique, wait_until};
+use kipper_poll::config::{S3Connection, Secret};
+use kipper_poll::source::s3::bucket::Bucket;
+use serde_json::{Value, json};
+
+const DEFAULT_S3: &str =
+    "http://kipper-test-access:kipper-test-secret-only-for-local-tests@127.0.0.1:8333";
+
+fn s3_url() -> String {
+    std::env::var("KIPPER_TEST_S3_URL").unwrap_or_else(|_| DEFAULT_S3.into())
+}
+
+fn connection() -> S3Connection {
+    let url = url::Url::parse(&s3_url()).unwrap();
+    S3Connection {
+        endpoint: format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap(),
+            url.port().unwrap_or(80)
+        ),
+        access_key: url.username().to_owned(),
+        secret_key: Secret::new(url.password().unwrap_or_default()),
+    }
+}
+
+/// A fresh bucket, emptied and deleted when the test ends (also on panic).
+struct TestBucket {
+    bucket: Bucket,
+}
+
+impl TestBucket {
+    async fn new() -> Self {
+        let name = unique("kp-s3");
+        let bucket = Bucket::new(&connection(), &name);
+        let mut last = None;
+        // A server that just started may refuse the first bucket for a moment.
+        for _ in 0..40 {
+            match bucket.client().create_bucket().bucket(&name).send().await {
+                Ok(_) => return Self { bucket },
+                Err(e) => last = Some(format!("{e:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "an S3 server is required at {} (run scripts/services.sh): {last:?}",
+            connection().endpoint
+        );
+    }
+
+    fn name(&self) -> &str {
+        self.bucket.name()
+    }
+
+    async fn put(&self, key: &str, body: &str) {
+        self.bucket
+            .client()
+            .put_object()
+            .bucket(self.name())
+            .key(key)
+            .body(ByteStream::from(body.as_bytes().to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn delete(&self, key: &str) {
+        self.bucket
+            .client()
+            .delete_object()
+            .bucket(self.name())
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for TestBucket {
+    fn drop(&mut self) {
+        let name = self.bucket.name().to_owned();
+        // Drop cannot await: clean up on a runtime of its own, in a thread of its own, with a
+        // client of its own (the test's client has its connections on the test's runtime,
+        // which is blocked here).
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let bucket = Bucket::new(&connection(), &name);
+                let client = bucket.client();
+                if let Ok(listed) = client.list_objects_v2().bucket(bucket.name()).send().await {
+                    for object in listed.contents() {
+                        if let Some(key) = object.key() {
+                            let _ = client
+                                .delete_object()
+                                .bucket(bucket.name())
+                                .key(key)
+                                .send()
+                                .await;
+                        }
+                    }
+                }
+                let _ = client.delete_bucket().bucket(bucket.name()).send().await;
+            });
+        })
+        .join();
+    }
+}
+
+fn sidecar_env(bucket: &str, function: &str, target: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("KIPPER_TRIGGER", "minio".to_owned()),
+        ("KIPPER_MINIO_BUCKET", bucket.to_owned()),
+        ("KIPPER_SOURCE_URL", s3_url()),
+        ("KIPPER_TARGET_URL", target),
+        ("KIPPER_FUNCTION_NAME", function.to_owned()),
+        ("KIPPER_POLL_INTERVAL", "200ms".to_owned()),
+        ("KIPPER_MINIO_LEASE", "2s".to_owned()),
+        ("KIPPER_BACKOFF_INITIAL", "10ms".to_owned()),
+        ("KIPPER_BACKOFF_MAX", "50ms".to_owned()),
+    ]
+}
+
+/// (eventName, key, eTag) of every accepted delivery, in arrival order.
+fn events(handler: &Handler) -> Vec<(String, String, String)> {
+    handler
+        .accepted()
+        .iter()
+        .map(|d| {
+            let r = &d["body"];
+            (
+                r["eventName"].as_str().unwrap_or_default().to_owned(),
+                r["s3"]["object"]["key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r["s3"]["object"]["eTag"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn put_overwrite_and_delete_reach_the_handler_once_each_across_a_restart() {
+    let bucket = TestBucket::new().await;
+    let function = unique("fn");
+    bucket.put("a.txt", "one").await;
+    bucket.put("dir/b c.txt", "two").await;
+    let handler = Handler::start(&[]);
+    let env = sidecar_env(bucket.name(), &function, handler.url());
+    let mut first = Sidecar::start(&env);
+    wait_until(
+        Duration::from_secs(30),
+        "the two existing objects",
+        || async { events(&handler).len() == 2 },
+        || first.log(),
+    )
+    .await;
+    // The checkpoint is written after the acknowledged batch; then a graceful restart.
+    let checkpoint_key = format!(".kipper/checkpoints/{function}.json");
+    wait_until(
+        Duration::from_secs(10),
+        "the checkpoint",
+        || async {
+            bucket
+                .bucket
+                .read(&checkpoint_key)
+                .await
+                .unwrap()
+                .is_some_and(|(body, _)| {
+                    serde_json::from_slice::<Value>(&body)
+                        .is_ok_and(|v| v["objects"].as_object().is_some_and(|o| o.len() == 2))
+                })
+        },
+        || first.log(),
+    )
+    .await;
+    assert!(first.terminate().success(), "{}", first.log());
+
+    // Changes while no sidecar runs: an overwrite, a delete, a new object.
+    bucket.put("a.txt", "one, overwritten").await;
+    bucket.delete("dir/b c.txt").await;
+    bucket.put("c.txt", "three").await;
+    let second = Sidecar::start(&env);
+    wait_until(
+        Duration::from_secs(30),
+        "the three changes",
+        || async { events(&handler).len() >= 5 },
+        || second.log(),
+    )
+    .await;
+    // A few more poll rounds: nothing is delivered again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seen = events(&handler);
+    assert_eq!(seen.len(), 5, "each change exactly once: {seen:?}");
+    let count = |name: &str, key: &str| {
+        seen.iter()
+            .filter(|(n, k, _)| n == name && k == key)
+            .count()
+    };
+    assert_eq!(
+        count("s3:ObjectCreated:Put", "a.txt"),
+        2,
+        "put, then overwrite: {seen:?}"
+    );
+    assert_eq!(
+        count("s3:ObjectCreated:Put", "dir%2Fb+c.txt"),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(
+        count("s3:ObjectRemoved:Delete", "dir%2Fb+c.txt"),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(count("s3:ObjectCreated:Put", "c.txt"), 1, "{seen:?}");
+    let etags: Vec<&str> = seen
+        .iter()
+        .filter(|(_, k, _)| k == "a.txt")
+        .map(|(_, _, e)| e.as_str())
+        .collect();
+    assert_ne!(etags[0], etags[1], "the overwrite carries the new etag");
+    assert!(
+        seen.iter().all(|(_, k, _)| !k.starts_with(".kipper")),
+        "reserved objects are never events"
+    );
+    // Records carry the notification shape.
+    let record = &handler.accepted()[0]["body"];
+    assert_eq!(record["s3"]["bucket"]["name"], bucket.name());
+    assert!(
+        record["eventTime"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{record}"
+    );
+
+    // The checkpoint is the shared format and says what the bucket holds now.
+    let (body, _) = bucket.bucket.read(&checkpoint_key).await.unwrap().unwrap();
+    let checkpoint: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(checkpoint["version"], 1);
+    assert_eq!(checkpoint["prefix"], "");
+    let keys: Vec<&str> = checkpoint["objects"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["a.txt", "c.txt"]);
+}
+
+#[tokio::test]
+async fn sigkill_mid_round_then_restart_delivers_every_object() {
+    let bucket = TestBucket::new().await;
+    let function = unique("fn");
+    let total = 150;
+    for i in 0..total {
+        bucket.put(&format!("o/{i:04}"), &format!("body {i}")).await;
+    }
+    let handler = Handler::start(&["--delay-ms", "20"]);
+    let mut env = sidecar_env(bucket.name(), &function, handler.url());
+    env.push(("KIPPER_BATCH_SIZE", "20".to_owned()));
+    env.push(("KIPPER_CONCURRENCY", "4".to_owned()));
+    let mut first = Sidecar::start(&env);
+    wait_until(
+        Duration::from_secs(30),
+        "some deliveries",
+        || async { events(&handler).len() >= 30 },
+        || first.log(),
+    )
+    .await;
+    first.kill();
+    let second = Sidecar::start(&env);
+    let keys = || {
+        events(&handler)
+            .into_iter()
+            .map(|(_, k, _)| k)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "every object",
+        || async { keys().len() == total },
+        || second.log(),
+    )
+    .await;
+}
+
+/// One raw HTTP/1.1 request; returns the status and the body.
+fn http(port: u16, method: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = format!(
+        "{method} /minio/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+fn minio_payload(bucket: &str, keys: &[&str]) -> Vec<u8> {
+    let records: Vec<Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            json!({
+                "eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "",
+                "eventTime": "2026-11-24T06:00:00.000Z", "eventName": "s3:ObjectCreated:Put",
+                "userIdentity": {"principalId": "minio"},
+                "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config",
+                       "bucket": {"name": bucket, "ownerIdentity": {"principalId": "minio"}, "arn": format!("arn:aws:s3:::{bucket}")},
+                       "object": {"key": k, "size": 3, "eTag": format!("etag{i}"), "contentType": "text/plain", "sequencer": "1880A8F0B2C1D2E3"}},
+                "source": {"host": "127.0.0.1", "port": "", "userAgent": "MinIO"}
+            })
+        })
+        .collect();
+    json!({"EventName": "s3:ObjectCreated:Put", "Key": format!("{bucket}/{}", keys[0]), "Records": records})
+        .to_string()
+        .into_bytes()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn webhook_sidecar(target: String, port: u16, extra: &[(&'static str, &str)]) -> Sidecar {
+    let mut env = vec![
+        ("KIPPER_TRIGGER", "minio".to_owned()),
+        ("KIPPER_MINIO_MODE", "webhook".to_owned()),
+        ("KIPPER_MINIO_BUCKET", "photos".to_owned()),
+        ("KIPPER_SOURCE_URL", s3_url()),
+        ("KIPPER_TARGET_URL", target),
+        ("KIPPER_MINIO_WEBHOOK_PORT", port.to_string()),
+        ("KIPPER_MINIO_WEBHOOK_TOKEN", "minio-auth-token".to_owned()),
+        ("KIPPER_MINIO_WEBHOOK_MAX_BODY", "65536".to_owned()),
+        ("KIPPER_BACKOFF_INITIAL", "10ms".to_owned()),
+        ("KIPPER_BACKOFF_MAX", "50ms".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let sidecar = Sidecar::start(&env);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return sidecar;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "webhook receiver did not listen on {port}\n{}",
+        sidecar.log()
+    );
+}
+
+#[tokio::test]
+async fn webhook_mode_delivers_minio_records_and_refuses_bad_tokens() {
+    let handler = Handler::start(&[]);
+    let port = free_port();
+    let sidecar = webhook_sidecar(handler.url(), port, &[]);
+    let token = [
+        ("Authorization", "Bearer minio-auth-token"),
+        ("Content-Type", "application/json"),
+    ];
+    let payload = minio_payload("photos", &["cats%2Fa.jpg", "b.jpg"]);
+
+    // MinIO probes the endpoint when the target is set up.
+    assert_eq!(http(port, "HEAD", &[], b"").0, 200);
+    // No token, a wrong token: refused, nothing delivered.
+    let (status, body) = http(
+        port,
+        "POST",
+        &[("Content-Type", "application/json")],
+        &payload,
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(port, "POST", &[("Authorization", "Bearer nope")], &payload);
+    assert_eq!(status, 403, "{body}");
+    assert!(handler.deliveries().is_empty());
+    // Not a MinIO event, a body over the limit: 4xx with a reason.
+    let (status, body) = http(port, "POST", &token, b"{\"hello\": 1}");
+    assert_eq!(status, 400);
+    assert!(body.contains("Records"), "{body}");
+    let (status, _) = http(port, "POST", &token, &vec![b' '; 70_000]);
+    assert_eq!(status, 413);
+
+    // A real payload: 200 once the function accepted both records, which arrive unchanged.
+    let (status, body) = http(port, "POST", &token, &payload);
+    assert_eq!(status, 200, "{body}\n{}", sidecar.log());
+    let sent: Value = serde_json::from_slice(&payload).unwrap();
+    let got: Vec<Value> = handler
+        .accepted()
+        .into_iter()
+        .map(|d| d["body"].clone())
+        .collect();
+    assert_eq!(got.len(), 2);
+    for record in sent["Records"].as_array().unwrap() {
+        assert!(got.contains(record), "{record} not delivered as is");
+    }
+    let keys: BTreeMap<String, u64> = handler
+        .accepted()
+        .iter()
+        .map(|d| {
+            (
+                d["key"].as_str().unwrap().to_owned(),
+                d["attempt"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        keys.contains_key("s3:photos/cats/a.jpg@etag0:s3:ObjectCreated:Put"),
+        "{keys:?}"
+    );
+    assert!(
+        !sidecar.log().contains("minio-auth-token"),
+        "the token is never logged"
+    );
+}
+
+#[tokio::test]
+async fn webhook_mode_answers_minio_non_2xx_when_the_function_refuses() {
+    let handler = Handler::start(&["--status", "500"]);
+    let port = free_port();
+    let sidecar = webhook_sidecar(handler.url(), port, &[("KIPPER_MAX_ATTEMPTS", "2")]);
+    let token = [("Authorization", "Bearer minio-auth-token")];
+    let (status, body) = http(port, "POST", &token, &minio_payload("photos", &["x.jpg"]));
+    assert_eq!(
+        status,
+        502,
+        "MinIO must keep and retry the event: {body}\n{}",
+        sidecar.log()
+    );
+    assert!(body.contains("HTTP 500"), "{body}");
+    assert_eq!(handler.deliveries().len(), 2, "both attempts were made");
+}
+
+#[tokio::test]
+async fn webhook_mode_without_a_token_does_not_start() {
+    let mut sidecar = Sidecar::start(&[
+        ("KIPPER_TRIGGER", "minio".to_owned()),
+        ("KIPPER_MINIO_MODE", "webhook".to_owned()),
+        ("KIPPER_MINIO_BUCKET", "photos".to_owned()),
+        ("KIPPER_SOURCE_URL", s3_url()),
+    ]);
+    let status = sidecar
+        .wait_exit(Duration::from_secs(10))
+        .expect("must exit");
+    assert_eq!(status.code(), Some(2));
+    let log = sidecar.log();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(
+        log.starts_with("kipper-poll: KIPPER_MINIO_WEBHOOK_TOKEN: required in webhook mode"),
+        "{log}"
+    );
+}
