@@ -171,7 +171,9 @@ impl<S: Source> Pump<S> {
                 && held < max_held
                 && queue.len() < batch
                 && idle_until.is_none_or(|t| Instant::now() >= t)
-                && self.deliverer.gate().closed().is_none();
+                && self.deliverer.gate().closed().is_none()
+                // Opened by a probe only: one batch until a delivery succeeds.
+                && (held == 0 || self.deliverer.gate().confirmed());
 
             if !settled.cancelled.is_empty() {
                 let events = std::mem::take(&mut settled.cancelled);
@@ -181,6 +183,12 @@ impl<S: Source> Pump<S> {
                 && (!claim_allowed || settled.done.len() >= batch || stopping)
             {
                 let events = std::mem::take(&mut settled.done);
+                tracing::debug!(
+                    message = "Acknowledging.",
+                    events = events.len(),
+                    held,
+                    active = active.len()
+                );
                 let result = drive(self.source.ack(&events), &mut active, &mut settled).await;
                 if result.is_ok() {
                     self.metrics.acked.inc_by(events.len() as u64);
@@ -199,6 +207,12 @@ impl<S: Source> Pump<S> {
                 let want = batch.min(max_held - held);
                 match drive(self.source.claim(want), &mut active, &mut settled).await {
                     Ok(events) => {
+                        tracing::debug!(
+                            message = "Claimed.",
+                            events = events.len(),
+                            held,
+                            active = active.len()
+                        );
                         idle_until = events
                             .is_empty()
                             .then(|| Instant::now() + self.config.poll_interval);

@@ -74,6 +74,7 @@ class Handler(BaseHTTPRequestHandler):
             "start": start,
             "end": end,
             "body": json.loads(body) if body else None,
+            "raw": body.decode("utf-8", "replace"),
         }
         with lock:
             record.write(json.dumps(line) + "\n")
@@ -93,6 +94,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def handle_error(self, request, client_address):
+        # A sidecar killed mid-request resets its connections: expected here.
+        pass
+
+
 def main():
     global args, record
     p = argparse.ArgumentParser()
@@ -106,10 +117,7 @@ def main():
     p.add_argument("--retry-after", type=int, default=None)
     args = p.parse_args()
     record = open(args.record, "a", buffering=1)
-    ThreadingHTTPServer.daemon_threads = True
-    ThreadingHTTPServer.allow_reuse_address = True
-    ThreadingHTTPServer.request_queue_size = 256
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server = Server(("127.0.0.1", args.port), Handler)
     print("listening", server.server_address[1], flush=True)
     server.serve_forever()
 

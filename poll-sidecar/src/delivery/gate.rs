@@ -7,7 +7,7 @@
 //! events keep retrying) reopens it. A handler still starting or failed to
 //! load therefore consumes nothing beyond what was already in flight.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -33,6 +33,9 @@ const OPEN: u8 = 0;
 #[derive(Debug)]
 pub struct Gate {
     state: AtomicU8,
+    /// A delivery succeeded since the gate last opened. A probe only shows
+    /// the port is open, so until then the pump claims one batch at a time.
+    confirmed: AtomicBool,
     opened: Notify,
     metrics: Metrics,
 }
@@ -43,6 +46,7 @@ impl Gate {
         metrics.target_ready.set(0);
         Self {
             state: AtomicU8::new(Closed::Startup as u8),
+            confirmed: AtomicBool::new(false),
             opened: Notify::new(),
             metrics,
         }
@@ -58,6 +62,18 @@ impl Gate {
         }
     }
 
+    /// Whether a delivery succeeded since the gate last opened.
+    pub fn confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Acquire)
+    }
+
+    /// A delivery succeeded: the target is ready beyond doubt.
+    pub fn confirm(&self) {
+        if !self.confirmed.swap(true, Ordering::AcqRel) || self.closed().is_some() {
+            self.open();
+        }
+    }
+
     /// Opens the gate and wakes the waiters.
     pub fn open(&self) {
         if self.state.swap(OPEN, Ordering::AcqRel) != OPEN {
@@ -69,6 +85,7 @@ impl Gate {
 
     /// Closes the gate for `why`.
     pub fn close(&self, why: Closed) {
+        self.confirmed.store(false, Ordering::Release);
         if self.state.swap(why as u8, Ordering::AcqRel) == OPEN {
             self.metrics.target_ready.set(0);
             tracing::warn!(message = "Target is not ready; claiming pauses.", reason = ?why);

@@ -161,7 +161,7 @@ impl Deliverer {
             .delivery_seconds
             .observe(started.elapsed().as_secs_f64());
         match &outcome {
-            Outcome::Delivered => inner.gate.open(),
+            Outcome::Delivered => inner.gate.confirm(),
             Outcome::Failed(Failure {
                 not_ready: true,
                 reason,
@@ -196,8 +196,12 @@ impl Deliverer {
                 Outcome::Delivered => return Settled::Delivered { attempts },
                 Outcome::Failed(failure) => failure,
             };
+            // A 503 counts only when the ready URL says the target is ready: then
+            // it is the handler's verdict on this event, not a start-up state.
             let counts = !failure.not_ready
-                || (failure.reason.starts_with("HTTP 503") && self.probe().await);
+                || (failure.reason.starts_with("HTTP 503")
+                    && inner.ready_url.is_some()
+                    && self.probe().await);
             if counts {
                 counted += 1;
                 if counted >= inner.max_attempts {

@@ -7,10 +7,11 @@
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Duration, NaiveTime};
 use tokio_postgres::types::{FromSql, Kind, Type};
+
+use crate::source::sql::json::{write_base64, write_float, write_str, write_text};
 
 /// A column value exactly as it came over the wire (binary format).
 #[derive(Debug, Clone, Copy)]
@@ -30,12 +31,6 @@ impl<'a> FromSql<'a> for Raw<'a> {
     }
 }
 
-/// Writes `text` as a JSON string.
-pub fn write_str(out: &mut BytesMut, text: &str) {
-    // serde_json's escaper is fast and exact; writing to a BytesMut cannot fail.
-    let _ = serde_json::to_writer((&mut *out).writer(), text);
-}
-
 /// Writes one value of type `ty` as JSON.
 pub fn write_value(out: &mut BytesMut, ty: &Type, raw: Option<&[u8]>) {
     let Some(raw) = raw else {
@@ -43,26 +38,8 @@ pub fn write_value(out: &mut BytesMut, ty: &Type, raw: Option<&[u8]>) {
         return;
     };
     if write_known(out, ty, raw).is_none() {
-        fallback(out, raw);
+        write_text(out, raw);
     }
-}
-
-fn fallback(out: &mut BytesMut, raw: &[u8]) {
-    match std::str::from_utf8(raw) {
-        Ok(text) => write_str(out, text),
-        Err(_) => write_base64(out, raw),
-    }
-}
-
-fn write_base64(out: &mut BytesMut, raw: &[u8]) {
-    out.put_u8(b'"');
-    let start = out.len();
-    out.resize(start + base64::encoded_len(raw.len(), true).unwrap_or(0), 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(raw, &mut out[start..])
-        .unwrap_or(0);
-    out.truncate(start + written);
-    out.put_u8(b'"');
 }
 
 fn be<const N: usize>(raw: &[u8]) -> Option<[u8; N]> {
@@ -156,7 +133,7 @@ fn write_known(out: &mut BytesMut, ty: &Type, raw: &[u8]) -> Option<()> {
         _ => match ty.kind() {
             Kind::Array(element) => write_array(out, element, raw)?,
             Kind::Domain(base) => write_known(out, base, raw)?,
-            _ => fallback(out, raw),
+            _ => write_text(out, raw),
         },
     }
     out.put_slice(text.as_bytes());
@@ -173,11 +150,6 @@ fn time(micros: i64) -> Option<NaiveTime> {
         u32::try_from(micros / 1_000_000).ok()?,
         u32::try_from(micros % 1_000_000).ok()? * 1000,
     )
-}
-
-fn write_float(out: &mut BytesMut, value: f64) {
-    // JSON has no NaN or infinity: serde_json writes them as null.
-    let _ = serde_json::to_writer((&mut *out).writer(), &value);
 }
 
 /// NUMERIC: base-10000 digits with a weight and a display scale; written

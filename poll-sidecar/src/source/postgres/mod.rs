@@ -15,6 +15,8 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 pub use json::{Raw, write_value};
 
+use super::sql::json::write_str;
+
 use super::sql::{BoundColumns, NO_MARK_DONE, NO_MARK_FAILED, fnv64, key_columns};
 use super::{Claimed, DeadLetter, Source};
 use crate::config::SqlConfig;
@@ -226,7 +228,7 @@ impl PostgresSource {
             .iter()
             .map(|(name, _)| {
                 let mut out = BytesMut::new();
-                json::write_str(&mut out, name);
+                write_str(&mut out, name);
                 out.put_u8(b':');
                 out.freeze()
             })

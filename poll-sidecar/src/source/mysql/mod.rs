@@ -1,0 +1,532 @@
+//! The MySQL / MariaDB trigger (mysql_async): claims rows of the user's
+//! SELECT with `GET_LOCK` session locks, re-reads them after locking, and
+//! runs the mark-dones of a batch in one transaction (one round trip on
+//! MariaDB, whose bulk execution takes the whole batch). The design is in
+//! [`crate::source::sql`].
+
+mod json;
+mod statements;
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row, Statement, Value};
+
+use self::json::Shape;
+use super::sql::json::write_str;
+use super::sql::{BoundColumns, NO_MARK_DONE, NO_MARK_FAILED, fnv64, key_columns};
+use super::{Claimed, DeadLetter, Source};
+use crate::config::SqlConfig;
+use crate::{Error, Result};
+
+/// Locks released per statement.
+const UNLOCK_CHUNK: usize = 256;
+
+/// What the source keeps of a claimed row.
+#[derive(Debug, Clone)]
+pub struct MyHandle {
+    /// The `GET_LOCK` name held for the row.
+    lock: String,
+    /// Values of the columns the mark-done / mark-failed bind.
+    values: Box<[Value]>,
+}
+
+/// The MySQL / MariaDB source.
+#[derive(Debug)]
+pub struct MysqlSource {
+    config: SqlConfig,
+    seed: u64,
+    keys: Vec<String>,
+    bound: BoundColumns,
+    session: Option<Session>,
+    /// Locks this session holds: events in flight and parked rows.
+    held: HashSet<String>,
+    offset: u64,
+    pass_ended: bool,
+}
+
+/// One connection and its prepared statements.
+#[derive(Debug)]
+struct Session {
+    conn: Conn,
+    claim: Statement,
+    verify: HashMap<usize, Statement>,
+    unlock: HashMap<usize, Statement>,
+    mark_done: Option<Statement>,
+    mark_failed: Option<Statement>,
+    count: Option<Statement>,
+    names: Vec<Bytes>,
+    shapes: Vec<Shape>,
+    bound_at: Vec<usize>,
+}
+
+fn server_message(error: &mysql_async::Error) -> String {
+    match error {
+        mysql_async::Error::Server(e) => e.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl MysqlSource {
+    /// Connects and prepares every statement, so a query or placeholder that
+    /// does not fit fails here, at start, with one line.
+    pub async fn connect(config: &SqlConfig) -> Result<Self> {
+        let mut source = Self {
+            seed: fnv64(&config.query),
+            keys: key_columns(config.mark_done.as_ref()),
+            bound: BoundColumns::new(config.mark_done.as_ref(), config.mark_failed.as_ref()),
+            config: config.clone(),
+            session: None,
+            held: HashSet::new(),
+            offset: 0,
+            pass_ended: false,
+        };
+        if config.mark_done.is_none() {
+            tracing::warn!(message = NO_MARK_DONE);
+        } else if config.mark_failed.is_none() {
+            tracing::warn!(message = NO_MARK_FAILED);
+        }
+        source.ensure().await?;
+        Ok(source)
+    }
+
+    async fn open(&self) -> Result<Session> {
+        let c = &self.config.connection;
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(c.host.clone())
+            .tcp_port(c.port)
+            .user(Some(c.user.clone()))
+            .pass((!c.password.expose().is_empty()).then(|| c.password.expose().to_string()))
+            .db_name(Some(c.database.clone()))
+            .tcp_nodelay(true)
+            // DATETIME/TIMESTAMP are sent as UTC and written with a Z.
+            .setup(vec!["SET time_zone = '+00:00'"]);
+        let mut conn = Conn::new(opts).await?;
+        let query = &self.config.query;
+        let columns = conn.prep(statements::columns(query)).await.map_err(|e| {
+            Error::config(
+                "KIPPER_QUERY",
+                format!("the database refuses the query: {}", server_message(&e)),
+            )
+        })?;
+        let user_columns: Vec<String> = columns
+            .columns()
+            .iter()
+            .map(|c| c.name_str().into_owned())
+            .collect();
+        let mut shapes = Vec::new();
+        for column in columns.columns().iter() {
+            shapes.push(Shape::of(
+                column,
+                json_checked(&mut conn, column, &c.database, query).await,
+            ));
+        }
+        let find = |name: &str, setting: &'static str| {
+            user_columns.iter().position(|n| n == name).ok_or_else(|| {
+                Error::config(
+                    setting,
+                    format!(
+                        "{{{{{name}}}}} is not a column of KIPPER_QUERY (it has: {})",
+                        user_columns.join(", ")
+                    ),
+                )
+            })
+        };
+        for key in &self.keys {
+            find(key, "KIPPER_MARK_DONE")?;
+        }
+        let mut bound_at = Vec::new();
+        for name in &self.bound.names {
+            let setting = if self.keys.contains(name) {
+                "KIPPER_MARK_DONE"
+            } else {
+                "KIPPER_MARK_FAILED"
+            };
+            bound_at.push(find(name, setting)?);
+        }
+        let claim_sql = if self.keys.is_empty() {
+            statements::claim_rows(query, &user_columns, self.seed)
+        } else {
+            statements::claim_keys(query, &self.keys, self.seed)
+        };
+        let claim = conn.prep(claim_sql).await?;
+        let mut prepare = async |t: &Option<crate::source::sql::template::Template>,
+                                 setting: &'static str| match t {
+            None => Ok(None),
+            Some(t) => conn.prep(t.sql.as_str()).await.map(Some).map_err(|e| {
+                Error::config(
+                    setting,
+                    format!("the database refuses the statement: {}", server_message(&e)),
+                )
+            }),
+        };
+        let mark_done = prepare(&self.config.mark_done, "KIPPER_MARK_DONE").await?;
+        let mark_failed = prepare(&self.config.mark_failed, "KIPPER_MARK_FAILED").await?;
+        let names = user_columns
+            .iter()
+            .map(|name| {
+                let mut out = BytesMut::new();
+                write_str(&mut out, name);
+                out.put_u8(b':');
+                out.freeze()
+            })
+            .collect();
+        Ok(Session {
+            conn,
+            claim,
+            verify: HashMap::new(),
+            unlock: HashMap::new(),
+            mark_done,
+            mark_failed,
+            count: None,
+            names,
+            shapes,
+            bound_at,
+        })
+    }
+
+    async fn ensure(&mut self) -> Result<()> {
+        if self.session.is_none() {
+            self.session = Some(self.open().await?);
+        }
+        Ok(())
+    }
+
+    fn session(session: &mut Option<Session>) -> Result<&mut Session> {
+        session.as_mut().ok_or_else(|| Error::Source {
+            kind: "mysql",
+            message: "no session".into(),
+        })
+    }
+
+    /// Drops the session after an error that may have broken it: its locks
+    /// are gone with it (the server frees them), so the held set is cleared.
+    fn after_error(&mut self, error: mysql_async::Error) -> Error {
+        if !matches!(error, mysql_async::Error::Server(_)) {
+            tracing::warn!(message = "MySQL session lost; reconnecting. Its row locks are gone.", %error);
+            self.session = None;
+            self.held.clear();
+        }
+        Error::Mysql(error)
+    }
+
+    /// Runs the mark-done or mark-failed for each event in one transaction;
+    /// on a failure, once more one by one. Returns the locks of the rows
+    /// whose statement failed.
+    async fn run_batch(&mut self, failed: bool, handles: &[&MyHandle]) -> Result<Vec<String>> {
+        self.ensure().await?;
+        let columns = if failed {
+            &self.bound.mark_failed
+        } else {
+            &self.bound.mark_done
+        };
+        let params: Vec<Vec<Value>> = handles
+            .iter()
+            .map(|h| columns.iter().map(|&i| h.values[i].clone()).collect())
+            .collect();
+        let session = Self::session(&mut self.session)?;
+        let statement = if failed {
+            session.mark_failed.clone()
+        } else {
+            session.mark_done.clone()
+        };
+        let Some(statement) = statement else {
+            return Ok(Vec::new());
+        };
+        let conn = &mut session.conn;
+        let batch = async {
+            conn.query_drop("START TRANSACTION").await?;
+            conn.exec_batch(&statement, params.iter().cloned()).await?;
+            conn.query_drop("COMMIT").await
+        };
+        match batch.await {
+            Ok(()) => return Ok(Vec::new()),
+            Err(mysql_async::Error::Server(_)) => {}
+            Err(e) => return Err(self.after_error(e)),
+        }
+        let _ = conn.query_drop("ROLLBACK").await;
+        let mut parked = Vec::new();
+        for (p, handle) in params.into_iter().zip(handles) {
+            if let Err(e) = conn.exec_drop(&statement, p).await {
+                let setting = if failed {
+                    "KIPPER_MARK_FAILED"
+                } else {
+                    "KIPPER_MARK_DONE"
+                };
+                tracing::warn!(message = "Statement failed for a row; it stays locked (parked) until the sidecar exits.", statement = setting, id = %idempotency_id(&handle.lock), error = %server_message(&e));
+                if !matches!(e, mysql_async::Error::Server(_)) {
+                    return Err(self.after_error(e));
+                }
+                parked.push(handle.lock.clone());
+            }
+        }
+        Ok(parked)
+    }
+
+    async fn unlock(&mut self, locks: Vec<String>) -> Result<()> {
+        if locks.is_empty() {
+            return Ok(());
+        }
+        for lock in &locks {
+            self.held.remove(lock);
+        }
+        self.ensure().await?;
+        let session = Self::session(&mut self.session)?;
+        for chunk in locks.chunks(UNLOCK_CHUNK) {
+            let padded = chunk.len().next_power_of_two();
+            if !session.unlock.contains_key(&padded) {
+                let statement = session.conn.prep(statements::unlock(padded)).await?;
+                session.unlock.insert(padded, statement);
+            }
+            let params: Vec<Value> = (0..padded)
+                .map(|i| Value::from(chunk[i.min(chunk.len() - 1)].as_str()))
+                .collect();
+            if let Some(statement) = session.unlock.get(&padded) {
+                let result = session.conn.exec_drop(statement, params).await;
+                if let Err(e) = result {
+                    return Err(self.after_error(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_inner(
+        &mut self,
+        max: usize,
+    ) -> Result<Vec<Claimed<MyHandle>>, mysql_async::Error> {
+        let limit = max as u64;
+        let session = match Self::session(&mut self.session) {
+            Ok(s) => s,
+            Err(_) => return Ok(Vec::new()),
+        };
+        if self.keys.is_empty() {
+            if self.pass_ended {
+                self.pass_ended = false;
+                return Ok(Vec::new());
+            }
+            let rows: Vec<Row> = session
+                .conn
+                .exec(&session.claim, (limit, self.offset))
+                .await?;
+            let page = rows.len();
+            let got = session.names.len() + 1;
+            let rows: Vec<Row> = rows.into_iter().filter(|r| taken(r, got)).collect();
+            let events = events(&rows, session);
+            self.pass_ended = page < max;
+            self.offset = if self.pass_ended {
+                0
+            } else {
+                self.offset + limit
+            };
+            self.held
+                .extend(events.iter().map(|e| e.handle.lock.clone()));
+            return Ok(events);
+        }
+        let keys: Vec<Row> = session.conn.exec(&session.claim, (limit,)).await?;
+        let k = self.keys.len();
+        // Rows whose lock another replica took first are not ours.
+        let keys: Vec<Row> = keys.into_iter().filter(|r| taken(r, k + 1)).collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut locked = Vec::with_capacity(keys.len());
+        let mut values: Vec<Value> = Vec::with_capacity(keys.len() * k);
+        for row in &keys {
+            for i in 0..k {
+                values.push(row.as_ref(i).cloned().unwrap_or(Value::NULL));
+            }
+            locked.push(match row.as_ref(k) {
+                Some(Value::Bytes(name)) => String::from_utf8_lossy(name).into_owned(),
+                _ => String::new(),
+            });
+        }
+        self.held.extend(locked.iter().cloned());
+        // Re-read through a fresh statement: a row another replica marked
+        // done just before releasing it no longer matches.
+        let padded = keys.len().next_power_of_two();
+        if !session.verify.contains_key(&padded) {
+            let statement = session
+                .conn
+                .prep(statements::verify(
+                    &self.config.query,
+                    &self.keys,
+                    self.seed,
+                    padded,
+                ))
+                .await?;
+            session.verify.insert(padded, statement);
+        }
+        let params: Vec<Value> = (0..padded * k)
+            .map(|i| values[(i / k).min(keys.len() - 1) * k + i % k].clone())
+            .collect();
+        let rows: Vec<Row> = match session.verify.get(&padded) {
+            Some(statement) => session.conn.exec(statement, params).await?,
+            None => Vec::new(),
+        };
+        let mut events = events(&rows, session);
+        let claimed: HashSet<&str> = locked.iter().map(String::as_str).collect();
+        let mut seen: HashSet<String> = HashSet::with_capacity(events.len());
+        events.retain(|e| {
+            claimed.contains(e.handle.lock.as_str()) && seen.insert(e.handle.lock.clone())
+        });
+        let mut gone = Vec::new();
+        for (r, lock) in locked.iter().enumerate() {
+            if seen.contains(lock) {
+                continue;
+            }
+            if values[r * k..(r + 1) * k].contains(&Value::NULL) {
+                tracing::warn!(message = "A row has NULL in a mark-done column; it is skipped (parked) until the sidecar exits.", id = %idempotency_id(lock));
+            } else {
+                gone.push(lock.clone());
+            }
+        }
+        if let Err(Error::Mysql(e)) = self.unlock(gone).await {
+            return Err(e);
+        }
+        Ok(events)
+    }
+}
+
+/// Whether the row's `kipper_got` column (at `index`) says the lock was taken.
+fn taken(row: &Row, index: usize) -> bool {
+    matches!(row.as_ref(index), Some(Value::Int(1) | Value::UInt(1)))
+        || matches!(row.as_ref(index), Some(Value::Bytes(b)) if b.as_slice() == b"1")
+}
+
+/// The part of a lock name that identifies the row across replicas.
+fn idempotency_id(lock: &str) -> &str {
+    lock.rsplit(':').next().unwrap_or(lock)
+}
+
+/// Whether MariaDB declared `column` JSON (a LONGTEXT with a `json_valid`
+/// check); MySQL has a real JSON type and needs no lookup.
+async fn json_checked(
+    conn: &mut Conn,
+    column: &mysql_async::Column,
+    database: &str,
+    query: &str,
+) -> bool {
+    use mysql_async::consts::ColumnType::*;
+    if !matches!(column.column_type(), MYSQL_TYPE_BLOB | MYSQL_TYPE_LONG_BLOB) {
+        return false;
+    }
+    let schema = if column.schema_ref().is_empty() {
+        database.to_string()
+    } else {
+        column.schema_str().into_owned()
+    };
+    let clause = format!("json_valid(`{}`)", column.org_name_str());
+    let table = column.org_table_str().into_owned();
+    let found: Result<Option<u64>, _> = conn
+        .exec_first(statements::JSON_CHECK, (schema, clause, table, query))
+        .await;
+    matches!(found, Ok(Some(n)) if n > 0)
+}
+
+/// Encodes rows (user columns + `kipper_key` last) as claimed events.
+fn events(rows: &[Row], session: &Session) -> Vec<Claimed<MyHandle>> {
+    let mut buf = BytesMut::with_capacity(rows.len() * 128);
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        // User columns, then kipper_key (and, from a claim, kipper_got).
+        let n = session.names.len();
+        buf.put_u8(b'{');
+        for i in 0..n {
+            if i > 0 {
+                buf.put_u8(b',');
+            }
+            buf.put_slice(&session.names[i]);
+            json::write_value(
+                &mut buf,
+                session.shapes[i],
+                row.as_ref(i).unwrap_or(&Value::NULL),
+            );
+        }
+        buf.put_u8(b'}');
+        let body = buf.split().freeze();
+        let lock = match row.as_ref(n) {
+            Some(Value::Bytes(name)) => String::from_utf8_lossy(name).into_owned(),
+            _ => String::new(),
+        };
+        let values = session
+            .bound_at
+            .iter()
+            .map(|&i| row.as_ref(i).cloned().unwrap_or(Value::NULL))
+            .collect();
+        events.push(Claimed {
+            id: idempotency_id(&lock).to_string(),
+            body,
+            handle: MyHandle { lock, values },
+        });
+    }
+    events
+}
+
+impl Source for MysqlSource {
+    type Handle = MyHandle;
+
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<MyHandle>>> {
+        self.ensure().await?;
+        match self.claim_inner(max).await {
+            Ok(events) => Ok(events),
+            Err(e) => Err(self.after_error(e)),
+        }
+    }
+
+    async fn ack(&mut self, events: &[Claimed<MyHandle>]) -> Result<()> {
+        let handles: Vec<&MyHandle> = events.iter().map(|e| &e.handle).collect();
+        let parked = self.run_batch(false, &handles).await?;
+        let locks = handles
+            .iter()
+            .map(|h| h.lock.clone())
+            .filter(|l| !parked.contains(l))
+            .collect();
+        self.unlock(locks).await
+    }
+
+    async fn dead_letter(&mut self, events: &[DeadLetter<MyHandle>]) -> Result<()> {
+        if self.config.mark_failed.is_none() {
+            // Parked: the lock stays held, so no replica retries the row while we live.
+            return Ok(());
+        }
+        let handles: Vec<&MyHandle> = events.iter().map(|e| &e.event.handle).collect();
+        let parked = self.run_batch(true, &handles).await?;
+        let locks = handles
+            .iter()
+            .map(|h| h.lock.clone())
+            .filter(|l| !parked.contains(l))
+            .collect();
+        self.unlock(locks).await
+    }
+
+    async fn release(&mut self, events: &[Claimed<MyHandle>]) -> Result<()> {
+        self.unlock(events.iter().map(|e| e.handle.lock.clone()).collect())
+            .await
+    }
+
+    async fn backlog(&mut self) -> Result<Option<u64>> {
+        self.ensure().await?;
+        let session = Self::session(&mut self.session)?;
+        if session.count.is_none() {
+            session.count = Some(
+                session
+                    .conn
+                    .prep(statements::count(&self.config.query))
+                    .await?,
+            );
+        }
+        let Some(count) = session.count.clone() else {
+            return Ok(None);
+        };
+        match session.conn.exec_first::<u64, _, _>(&count, ()).await {
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.after_error(e)),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Black-box tests of the mysql trigger: the real kipper-poll binary against
+//! a real database and a real handler process (see support/scenarios.rs).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::db::Db;
+use support::scenarios;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drains_backlog_without_waiting() {
+    scenarios::drains_backlog_without_waiting(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_then_dead_letters() {
+    scenarios::retries_then_dead_letters(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeouts_retried_then_dead_lettered() {
+    scenarios::timeouts_retried_then_dead_lettered(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handler_down_for_a_while_loses_nothing() {
+    scenarios::handler_down_for_a_while_loses_nothing(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_ready_handler_is_not_fed() {
+    scenarios::not_ready_handler_is_not_fed(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_batch_then_restart() {
+    scenarios::sigkill_mid_batch_then_restart(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_sidecars_never_share_a_row() {
+    scenarios::three_sidecars_never_share_a_row(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn row_values_are_inert() {
+    scenarios::row_values_are_inert(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight() {
+    scenarios::sigterm_drains_in_flight(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_placeholder_column_is_one_line() {
+    scenarios::unknown_placeholder_column_is_one_line(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_mark_done_every_poll_delivers_again() {
+    scenarios::without_mark_done_every_poll_delivers_again(Db::mysql().await).await;
+}
+
+/// The type-mapping table of CONTRACT section 2, column by column.
+#[tokio::test(flavor = "multi_thread")]
+async fn row_types_map_to_json() {
+    let db = Db::mysql().await;
+    let t = support::unique("kp_types");
+    let _guard = support::db::TableGuard::new(&db, &t);
+    db.exec(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, i int, si smallint unsigned, big bigint unsigned, f float, \
+         d double, amount decimal(30,9), small decimal(5,2), flag boolean, j json, dt datetime(6), ts timestamp NULL, \
+         dd date, tm time, txt varchar(50), bl blob, vb varbinary(10), n int NULL, status varchar(20))"
+    ))
+    .await;
+    db.exec("SET time_zone = '+00:00'").await;
+    db.exec(&format!(
+        "INSERT INTO {t} VALUES (1, -7, 65535, 18446744073709551615, 1.5, 2.25, 123456789012345678.123456789, \
+         99.99, true, '{{\"a\": [1, 2]}}', '2026-01-02 03:04:05.123456', '2026-01-02 03:04:05', '2026-01-02', \
+         '13:14:15', 'héllo \"q\"', x'00ff10', x'0102', NULL, 'pending')"
+    ))
+    .await;
+    let handler = support::Handler::start(0, &[]);
+    let mut env = support::base_env("mysql", db.url(), &handler.url());
+    env.push((
+        "KIPPER_QUERY".into(),
+        format!("SELECT * FROM {t} WHERE status = 'pending'"),
+    ));
+    env.push((
+        "KIPPER_MARK_DONE".into(),
+        format!("UPDATE {t} SET status = 'done' WHERE id = {{{{id}}}}"),
+    ));
+    let _sidecar = support::Sidecar::start(&env);
+    support::wait_until(
+        "the row delivered",
+        std::time::Duration::from_secs(30),
+        async || !handler.deliveries().is_empty(),
+    )
+    .await;
+    let delivery = &handler.deliveries()[0];
+    let expected = serde_json::json!({
+        "id": 1, "i": -7, "si": 65535, "big": 18446744073709551615_u64, "f": 1.5, "d": 2.25,
+        "amount": 123456789012345678.123456789_f64, "small": 99.99, "flag": true, "j": {"a": [1, 2]},
+        "dt": "2026-01-02T03:04:05.123456Z", "ts": "2026-01-02T03:04:05Z", "dd": "2026-01-02", "tm": "13:14:15",
+        "txt": "héllo \"q\"", "bl": "AP8Q", "vb": "AQI=", "n": null, "status": "pending"
+    });
+    assert_eq!(delivery.body, expected, "{}", delivery.raw);
+    assert!(
+        delivery
+            .raw
+            .contains(r#""amount":123456789012345678.123456789,"#),
+        "{}",
+        delivery.raw
+    );
+    assert!(
+        delivery.raw.contains(r#""small":99.99,"#),
+        "{}",
+        delivery.raw
+    );
+}

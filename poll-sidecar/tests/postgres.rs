@@ -1,0 +1,123 @@
+//! Black-box tests of the postgres trigger: the real kipper-poll binary against
+//! a real database and a real handler process (see support/scenarios.rs).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::db::Db;
+use support::scenarios;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drains_backlog_without_waiting() {
+    scenarios::drains_backlog_without_waiting(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_then_dead_letters() {
+    scenarios::retries_then_dead_letters(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeouts_retried_then_dead_lettered() {
+    scenarios::timeouts_retried_then_dead_lettered(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handler_down_for_a_while_loses_nothing() {
+    scenarios::handler_down_for_a_while_loses_nothing(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_ready_handler_is_not_fed() {
+    scenarios::not_ready_handler_is_not_fed(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_batch_then_restart() {
+    scenarios::sigkill_mid_batch_then_restart(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_sidecars_never_share_a_row() {
+    scenarios::three_sidecars_never_share_a_row(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn row_values_are_inert() {
+    scenarios::row_values_are_inert(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight() {
+    scenarios::sigterm_drains_in_flight(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_placeholder_column_is_one_line() {
+    scenarios::unknown_placeholder_column_is_one_line(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_mark_done_every_poll_delivers_again() {
+    scenarios::without_mark_done_every_poll_delivers_again(Db::postgres().await).await;
+}
+
+/// The type-mapping table of CONTRACT section 2, column by column.
+#[tokio::test(flavor = "multi_thread")]
+async fn row_types_map_to_json() {
+    let db = Db::postgres().await;
+    let t = support::unique("kp_types");
+    let _guard = support::db::TableGuard::new(&db, &t);
+    db.exec(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, i2 smallint, i4 integer, f4 real, f8 double precision, \
+         amount numeric(30,9), small numeric, b boolean, j json, jb jsonb, ts timestamp, tstz timestamptz, d date, \
+         tm time, u uuid, txt text, vc varchar(10), bin bytea, arr int[], tarr text[], grid int[][], n text, status text)"
+    ))
+    .await;
+    db.exec(&format!(
+        "INSERT INTO {t} VALUES (1, -2, 40000, 1.5, 2.25, 123456789012345678.123456789, 99.99, true, \
+         '{{\"a\": [1, 2]}}', '{{\"b\": {{\"c\": null}}}}', '2026-01-02 03:04:05.123456', '2026-01-02 03:04:05+02', \
+         '2026-01-02', '13:14:15', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'héllo \"q\"', 'v', '\\x00ff10', \
+         '{{1,2,NULL}}', '{{\"a\",\"b\"}}', '{{{{1,2}},{{3,4}}}}', NULL, 'pending')"
+    ))
+    .await;
+    let handler = support::Handler::start(0, &[]);
+    let mut env = support::base_env("postgres", db.url(), &handler.url());
+    env.push((
+        "KIPPER_QUERY".into(),
+        format!("SELECT * FROM {t} WHERE status = 'pending'"),
+    ));
+    env.push((
+        "KIPPER_MARK_DONE".into(),
+        format!("UPDATE {t} SET status = 'done' WHERE id = {{{{id}}}}"),
+    ));
+    let _sidecar = support::Sidecar::start(&env);
+    support::wait_until(
+        "the row delivered",
+        std::time::Duration::from_secs(30),
+        async || !handler.deliveries().is_empty(),
+    )
+    .await;
+    let delivery = &handler.deliveries()[0];
+    let expected = serde_json::json!({
+        "id": 1, "i2": -2, "i4": 40000, "f4": 1.5, "f8": 2.25, "amount": 123456789012345678.123456789_f64,
+        "small": 99.99, "b": true, "j": {"a": [1, 2]}, "jb": {"b": {"c": null}},
+        "ts": "2026-01-02T03:04:05.123456Z", "tstz": "2026-01-02T01:04:05Z", "d": "2026-01-02", "tm": "13:14:15",
+        "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "txt": "héllo \"q\"", "vc": "v", "bin": "AP8Q",
+        "arr": [1, 2, null], "tarr": ["a", "b"], "grid": [[1, 2], [3, 4]], "n": null, "status": "pending"
+    });
+    assert_eq!(delivery.body, expected, "{}", delivery.raw);
+    // Exact digits, not a float's approximation.
+    assert!(
+        delivery
+            .raw
+            .contains(r#""amount":123456789012345678.123456789,"#),
+        "{}",
+        delivery.raw
+    );
+    assert!(
+        delivery.raw.contains(r#""small":99.99,"#),
+        "{}",
+        delivery.raw
+    );
+}
