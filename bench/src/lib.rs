@@ -3,4 +3,5 @@
 //! with the figures and, measured in the same run, the ceilings and
 //! baselines they are compared with. Benchmarks report; they assert nothing.
 
+pub mod poll;
 pub mod report;

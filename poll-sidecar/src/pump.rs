@@ -27,6 +27,13 @@ use crate::delivery::{Deliverer, Settled};
 use crate::metrics::Metrics;
 use crate::source::{Claimed, DeadLetter, Source};
 
+/// How long a delivered event may wait for its batch to fill before it is
+/// acknowledged anyway (it holds its lock meanwhile).
+const SETTLE_WAIT: Duration = Duration::from_millis(50);
+
+/// How often the backlog gauge is refreshed while a backlog is drained.
+const BACKLOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Drives one source into the deliverer.
 #[derive(Debug)]
 pub struct Pump<S: Source> {
@@ -42,6 +49,8 @@ struct Settlement<H> {
     done: Vec<Claimed<H>>,
     dead: Vec<DeadLetter<H>>,
     cancelled: Vec<Claimed<H>>,
+    /// When the oldest unsettled done/dead event finished.
+    since: Option<Instant>,
     /// Counters accumulated since the last flush into the metrics.
     delivered: u64,
     failed_attempts: u64,
@@ -54,6 +63,7 @@ impl<H> Settlement<H> {
             done: Vec::new(),
             dead: Vec::new(),
             cancelled: Vec::new(),
+            since: None,
             delivered: 0,
             failed_attempts: 0,
             retries: 0,
@@ -61,6 +71,9 @@ impl<H> Settlement<H> {
     }
 
     fn record(&mut self, event: Claimed<H>, settled: Settled) {
+        if self.since.is_none() && !matches!(settled, Settled::Cancelled { .. }) {
+            self.since = Some(Instant::now());
+        }
         let attempts = u64::from(settled.attempts());
         match settled {
             Settled::Delivered { .. } => {
@@ -83,6 +96,20 @@ impl<H> Settlement<H> {
                 self.cancelled.push(event);
             }
         }
+    }
+
+    fn take_done(&mut self) -> Vec<Claimed<H>> {
+        if self.dead.is_empty() {
+            self.since = None;
+        }
+        std::mem::take(&mut self.done)
+    }
+
+    fn take_dead(&mut self) -> Vec<DeadLetter<H>> {
+        if self.done.is_empty() {
+            self.since = None;
+        }
+        std::mem::take(&mut self.dead)
     }
 
     fn flush_counters(&mut self, metrics: &Metrics) {
@@ -136,6 +163,7 @@ impl<S: Source> Pump<S> {
         let mut settled = Settlement::new();
         let mut idle_until: Option<Instant> = None;
         let mut grace_deadline: Option<Instant> = None;
+        let mut backlog_at = Instant::now();
 
         loop {
             while active.len() < self.concurrency {
@@ -167,6 +195,14 @@ impl<S: Source> Pump<S> {
                 .set(i64::try_from(held).unwrap_or(i64::MAX));
             settled.flush_counters(&self.metrics);
 
+            // Settle in batches: a full batch, or whatever there is once
+            // nothing else is moving, the oldest has waited SETTLE_WAIT, the
+            // hold is full, or we are stopping.
+            let moving = !active.is_empty() || !queue.is_empty();
+            let settle_due = settled.since.is_some_and(|t| t.elapsed() >= SETTLE_WAIT);
+            let settle = |n: usize| {
+                n >= batch || (n > 0 && (!moving || settle_due || stopping || held >= max_held))
+            };
             let claim_allowed = !stopping
                 && held < max_held
                 && queue.len() < batch
@@ -179,23 +215,16 @@ impl<S: Source> Pump<S> {
                 let events = std::mem::take(&mut settled.cancelled);
                 let result = drive(self.source.release(&events), &mut active, &mut settled).await;
                 self.report("release", events.len(), result);
-            } else if !settled.done.is_empty()
-                && (!claim_allowed || settled.done.len() >= batch || stopping)
-            {
-                let events = std::mem::take(&mut settled.done);
-                tracing::debug!(
-                    message = "Acknowledging.",
-                    events = events.len(),
-                    held,
-                    active = active.len()
-                );
+            } else if settle(settled.done.len()) {
+                let events = settled.take_done();
+                tracing::debug!(message = "Acknowledging.", events = events.len(), held);
                 let result = drive(self.source.ack(&events), &mut active, &mut settled).await;
                 if result.is_ok() {
                     self.metrics.acked.inc_by(events.len() as u64);
                 }
                 self.report("acknowledge", events.len(), result);
-            } else if !settled.dead.is_empty() && (!claim_allowed || stopping) {
-                let events = std::mem::take(&mut settled.dead);
+            } else if settle(settled.dead.len()) {
+                let events = settled.take_dead();
                 for dead in &events {
                     tracing::warn!(message = "Event dead-lettered.", id = %dead.event.id, attempts = dead.attempts, error = %dead.error);
                 }
@@ -207,17 +236,11 @@ impl<S: Source> Pump<S> {
                 let want = batch.min(max_held - held);
                 match drive(self.source.claim(want), &mut active, &mut settled).await {
                     Ok(events) => {
-                        tracing::debug!(
-                            message = "Claimed.",
-                            events = events.len(),
-                            held,
-                            active = active.len()
-                        );
-                        idle_until = events
-                            .is_empty()
-                            .then(|| Instant::now() + self.config.poll_interval);
+                        tracing::debug!(message = "Claimed.", events = events.len(), held);
                         if events.is_empty() {
-                            self.refresh_backlog().await;
+                            idle_until = Some(Instant::now() + self.config.poll_interval);
+                        } else {
+                            idle_until = None;
                         }
                         queue.extend(events);
                     }
@@ -227,22 +250,32 @@ impl<S: Source> Pump<S> {
                         idle_until = Some(Instant::now() + self.config.poll_interval);
                     }
                 }
-            } else if stopping && active.is_empty() && queue.is_empty() {
+                // The backlog gauge: when idle, and at most every few seconds during a backlog.
+                if idle_until.is_some() || backlog_at.elapsed() >= BACKLOG_EVERY {
+                    backlog_at = Instant::now();
+                    self.refresh_backlog().await;
+                }
+            } else if stopping && !moving && held == 0 {
                 break;
             } else {
                 // Nothing to ask the source: wait for a delivery to finish, the
-                // idle wait to end, the gate to open or shutdown.
-                let wake = match (idle_until, grace_deadline) {
-                    (_, Some(d)) if !cancel.is_cancelled() => d,
-                    (Some(t), _) => t,
-                    _ => Instant::now() + Duration::from_secs(3600),
-                };
+                // settle or idle wait to end, the gate to open, or shutdown.
+                let mut wake = Instant::now() + Duration::from_secs(3600);
+                if let Some(t) = idle_until {
+                    wake = wake.min(t);
+                }
+                if let Some(t) = settled.since {
+                    wake = wake.min(t + SETTLE_WAIT);
+                }
+                if let Some(d) = grace_deadline.filter(|_| !cancel.is_cancelled()) {
+                    wake = wake.min(d);
+                }
                 let gate_closed = self.deliverer.gate().closed().is_some() && !stopping;
                 tokio::select! {
                     Some((event, result)) = active.next() => settled.record(event, result),
                     () = tokio::time::sleep_until(wake) => {}
                     () = shutdown.cancelled(), if !stopping => {}
-                    ready = self.deliverer.wait_ready(&shutdown), if gate_closed && active.is_empty() => { let _ = ready; }
+                    _ = self.deliverer.wait_ready(&shutdown), if gate_closed && active.is_empty() => {}
                     () = self.deliverer.gate().opened_within(Duration::from_secs(1)), if gate_closed && !active.is_empty() => {}
                 }
             }

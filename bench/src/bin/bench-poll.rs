@@ -1,0 +1,68 @@
+//! bench-poll: kipper-poll end to end against a local no-op handler, with
+//! the source and handler ceilings measured in the same run.
+//!
+//! `cargo run --release -p kipper-bench --bin bench-poll -- postgres`
+//! (or `mysql`); `--sidecar PATH` adds any other sidecar binary that reads
+//! the upstream `KIPPER_*` environment, side by side.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kipper_bench::poll::sql::{Dialect, SqlWorkload};
+use kipper_bench::poll::{self, Options};
+
+#[derive(Debug, Parser)]
+#[command(name = "bench-poll", about = "Benchmark kipper-poll against a no-op handler, with ceilings.")]
+struct Cli {
+    #[command(subcommand)]
+    source: SourceCmd,
+    /// Events seeded per run.
+    #[arg(long, global = true, default_value_t = 200_000)]
+    rows: u64,
+    /// A kipper-poll binary to use instead of building one in release mode.
+    #[arg(long, global = true)]
+    kipper_poll: Option<PathBuf>,
+    /// Another sidecar binary (upstream KIPPER_* environment) to run side by side; repeatable.
+    #[arg(long = "sidecar", global = true)]
+    sidecars: Vec<PathBuf>,
+    /// Give up on one sidecar run after this many seconds.
+    #[arg(long, global = true, default_value_t = 300)]
+    timeout_secs: u64,
+    /// Deliveries in flight (kipper-poll and the handler ceiling).
+    #[arg(long, global = true, default_value_t = 64)]
+    concurrency: usize,
+    /// Events claimed per round trip.
+    #[arg(long, global = true, default_value_t = 500)]
+    batch_size: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum SourceCmd {
+    /// PostgreSQL: the orders table of the Functions page.
+    Postgres {
+        #[arg(long, env = "KIPPER_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        url: String,
+    },
+    /// MySQL / MariaDB: the same table.
+    Mysql {
+        #[arg(long, env = "KIPPER_BENCH_MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306/test")]
+        url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let options = Options {
+        rows: cli.rows,
+        kipper_poll: cli.kipper_poll,
+        others: cli.sidecars,
+        timeout: Duration::from_secs(cli.timeout_secs),
+        concurrency: cli.concurrency,
+    };
+    match cli.source {
+        SourceCmd::Postgres { url } => poll::run(SqlWorkload::new(Dialect::Postgres, url, cli.batch_size), options).await,
+        SourceCmd::Mysql { url } => poll::run(SqlWorkload::new(Dialect::Mysql, url, cli.batch_size), options).await,
+    }
+}
