@@ -1,6 +1,14 @@
-//! The poll-mode checkpoint: the bucket state whose changes have all been delivered, stored as
-//! `.kipper/checkpoints/<consumer>.json` in the watched bucket (the format is shared with
-//! kipper-controller, which counts pending changes from it; see `/work/minio-checkpoint.md`).
+//! The poll-mode checkpoint: the bucket state whose changes have all been delivered, stored in
+//! the watched bucket as `.kipper/checkpoints/<consumer>.json` (`<consumer>` is the function
+//! name). The format is shared with kipper-controller, which counts pending changes from it to
+//! scale the function from zero:
+//!
+//! `{"version": 1, "prefix": "<watched prefix or empty>", "objects": {"<key>": "<etag>", ...}}`
+//!
+//! Etags are stored without the quotes S3 puts around them. Pending = keys listed now whose etag
+//! differs from or is absent in `objects` (created, overwritten) + keys in `objects` no longer
+//! listed (deleted); no checkpoint = every listed object is pending. Keys under `.kipper/` are
+//! reserved: never an event, never pending.
 //!
 //! Architecture Invariant: the checkpoint only ever gains a key at an etag after that change was
 //! acknowledged (2xx or dead-lettered), and is written with a conditional PUT, so a crash replays
