@@ -368,7 +368,7 @@ fn webhook_sidecar(target: String, port: u16, extra: &[(&'static str, &str)]) ->
         ("KIPPER_TRIGGER", "minio".to_owned()),
         ("KIPPER_MINIO_MODE", "webhook".to_owned()),
         ("KIPPER_MINIO_BUCKET", "photos".to_owned()),
-        ("KIPPER_SOURCE_URL", s3_url()),
+        // No KIPPER_SOURCE_URL: in webhook mode MinIO calls us, we never call S3.
         ("KIPPER_TARGET_URL", target),
         ("KIPPER_MINIO_WEBHOOK_PORT", port.to_string()),
         ("KIPPER_MINIO_WEBHOOK_TOKEN", "minio-auth-token".to_owned()),

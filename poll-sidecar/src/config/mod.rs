@@ -314,7 +314,15 @@ impl Args {
                 consumer: self.redis_consumer.clone().filter(|c| !c.trim().is_empty()),
             }),
             "minio" | "s3" => SourceConfig::S3(S3Config {
-                connection: connection::s3(env, url, &prefix("S3_"))?,
+                connection: match (
+                    connection::s3(env, url, &prefix("S3_")),
+                    self.minio_mode.as_str(),
+                ) {
+                    (Ok(connection), _) => connection,
+                    // Webhook mode never calls S3: MinIO calls us. No endpoint needed.
+                    (Err(_), "webhook") => S3Connection::default(),
+                    (Err(error), _) => return Err(error),
+                },
                 bucket: required("KIPPER_MINIO_BUCKET", self.minio_bucket.clone(), "uploads")?,
                 webhook_port: number(
                     "KIPPER_MINIO_WEBHOOK_PORT",

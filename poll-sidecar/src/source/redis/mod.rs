@@ -92,6 +92,11 @@ pub struct RedisSource {
     queue: RedisQueue,
     /// Renews the heartbeat and recovers orphans; stopped when the source is dropped.
     keeper: tokio::task::JoinHandle<()>,
+    /// Items handed to the pump and not yet settled.
+    held: usize,
+    /// Delivered items whose `LREM` failed (Redis unreachable): retried with the next call, so
+    /// a delivered item does not sit in the processing list until the next restart.
+    unacked: Vec<Bytes>,
 }
 
 impl std::fmt::Debug for RedisSource {
@@ -133,12 +138,53 @@ impl RedisSource {
             recovered,
         );
         let keeper = tokio::spawn(keep_alive(queue.clone(), config.lease));
-        Ok(Self { queue, keeper })
+        Ok(Self {
+            queue,
+            keeper,
+            held: 0,
+            unacked: Vec::new(),
+        })
     }
 
     /// The queue (tests and benchmarks inspect its keys).
     pub fn queue(&self) -> &RedisQueue {
         &self.queue
+    }
+}
+
+impl RedisSource {
+    async fn flush_unacked(&mut self) -> Result<()> {
+        if self.unacked.is_empty() {
+            return Ok(());
+        }
+        self.queue
+            .ack(&self.unacked)
+            .await
+            .map_err(|e| redis_error("acknowledge", &e))?;
+        self.unacked.clear();
+        Ok(())
+    }
+
+    /// Nothing is held, yet the processing list is not empty: a claim whose reply was lost (the
+    /// connection broke after the script ran). Give those items back to the list.
+    async fn return_strays(&mut self) -> Result<()> {
+        let strays = self
+            .queue
+            .held_in_redis()
+            .await
+            .map_err(|e| redis_error("processing list length", &e))?;
+        if strays > 0 {
+            let returned = self
+                .queue
+                .leave()
+                .await
+                .map_err(|e| redis_error("returning stray items", &e))?;
+            tracing::warn!(
+                message = "Returned items of a claim whose reply was lost.",
+                returned
+            );
+        }
+        Ok(())
     }
 }
 
@@ -175,11 +221,16 @@ impl Source for RedisSource {
     }
 
     async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<Bytes>>> {
+        self.flush_unacked().await?;
         let items = self
             .queue
             .claim(max)
             .await
             .map_err(|e| redis_error("claim", &e))?;
+        if items.is_empty() && self.held == 0 {
+            self.return_strays().await?;
+        }
+        self.held += items.len();
         let list = &self.queue.keys().list;
         Ok(items
             .into_iter()
@@ -192,14 +243,13 @@ impl Source for RedisSource {
     }
 
     async fn ack(&mut self, events: &[Claimed<Bytes>]) -> Result<()> {
-        let items: Vec<Bytes> = events.iter().map(|e| e.handle.clone()).collect();
-        self.queue
-            .ack(&items)
-            .await
-            .map_err(|e| redis_error("acknowledge", &e))
+        self.held = self.held.saturating_sub(events.len());
+        self.unacked.extend(events.iter().map(|e| e.handle.clone()));
+        self.flush_unacked().await
     }
 
     async fn dead_letter(&mut self, events: &[DeadLetter<Bytes>]) -> Result<()> {
+        self.held = self.held.saturating_sub(events.len());
         let letters: Vec<queue::DeadLetter> = events
             .iter()
             .map(|d| queue::DeadLetter {
@@ -216,6 +266,7 @@ impl Source for RedisSource {
     }
 
     async fn release(&mut self, events: &[Claimed<Bytes>]) -> Result<()> {
+        self.held = self.held.saturating_sub(events.len());
         let items: Vec<Bytes> = events.iter().map(|e| e.handle.clone()).collect();
         self.queue
             .release(&items)

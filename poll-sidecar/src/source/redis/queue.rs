@@ -257,6 +257,15 @@ impl RedisQueue {
             .await
     }
 
+    /// Items in this consumer's processing list.
+    pub async fn held_in_redis(&self) -> QueueResult<u64> {
+        let mut con = self.con.clone();
+        redis::cmd("LLEN")
+            .arg(&self.keys.processing)
+            .query_async(&mut con)
+            .await
+    }
+
     /// Items in the list plus items held by any consumer: what is left to deliver.
     pub async fn backlog(&self) -> QueueResult<u64> {
         let mut con = self.con.clone();
