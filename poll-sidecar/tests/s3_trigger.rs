@@ -367,6 +367,39 @@ async fn sigkill_mid_round_then_restart_delivers_every_object() {
     wait_until("every object", LONG, async || keys().len() == total).await;
 }
 
+#[tokio::test]
+async fn two_replicas_never_deliver_a_change_concurrently() {
+    let bucket = TestBucket::new().await;
+    let function = unique("fn");
+    let total = 100;
+    for i in 0..total {
+        bucket.put(&format!("r/{i:04}"), "x").await;
+    }
+    let handler = Handler::start(0, &["--delay-ms=10"]);
+    let env = settings(
+        bucket.name(),
+        &function,
+        &handler.url(),
+        &[("KIPPER_BATCH_SIZE", "10")],
+    );
+    let _replicas: Vec<Sidecar> = (0..2).map(|_| Sidecar::start(&env)).collect();
+    wait_until("every object", LONG, async || {
+        events(&handler).len() >= total
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let deliveries = handler.deliveries();
+    assert!(
+        support::concurrent_duplicates(&deliveries).is_empty(),
+        "two replicas held one change at once"
+    );
+    assert_eq!(
+        deliveries.len(),
+        total,
+        "only the lease holder polls: each change once"
+    );
+}
+
 fn webhook_sidecar(target: &str, port: u16, extra: &[(&str, &str)]) -> Sidecar {
     let mut env = base_env("minio", "", target);
     // No KIPPER_SOURCE_URL: in webhook mode MinIO calls us, we never call S3.
