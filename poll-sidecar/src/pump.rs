@@ -123,6 +123,34 @@ impl<H> Settlement<H> {
     }
 }
 
+/// Events claimed but not settled: waiting to start, and in flight.
+struct Flight<H, D, F> {
+    queue: VecDeque<Claimed<H>>,
+    active: FuturesUnordered<D>,
+    start: F,
+    concurrency: usize,
+}
+
+impl<H, D, F> Flight<H, D, F>
+where
+    D: Future<Output = (Claimed<H>, Settled)>,
+    F: Fn(Claimed<H>) -> D,
+{
+    /// Starts queued events until `concurrency` are in flight.
+    fn refill(&mut self) {
+        while self.active.len() < self.concurrency {
+            let Some(event) = self.queue.pop_front() else {
+                break;
+            };
+            self.active.push((self.start)(event));
+        }
+    }
+
+    fn moving(&self) -> bool {
+        !self.active.is_empty() || !self.queue.is_empty()
+    }
+}
+
 async fn deliver<H>(
     deliverer: Deliverer,
     event: Claimed<H>,
@@ -158,38 +186,40 @@ impl<S: Source> Pump<S> {
         // Claimed ahead so the next batch is ready when the current one ends.
         let max_held = self.concurrency + 2 * batch;
         let cancel = CancellationToken::new();
-        let mut queue: VecDeque<Claimed<S::Handle>> = VecDeque::new();
-        let mut active = FuturesUnordered::new();
+        let deliverer = self.deliverer.clone();
+        let delivery_cancel = cancel.clone();
+        let mut flight = Flight {
+            queue: VecDeque::new(),
+            active: FuturesUnordered::new(),
+            start: move |event| deliver(deliverer.clone(), event, delivery_cancel.clone()),
+            concurrency: self.concurrency,
+        };
         let mut settled = Settlement::new();
         let mut idle_until: Option<Instant> = None;
         let mut grace_deadline: Option<Instant> = None;
         let mut backlog_at = Instant::now();
 
         loop {
-            while active.len() < self.concurrency {
-                let Some(event) = queue.pop_front() else {
-                    break;
-                };
-                active.push(deliver(self.deliverer.clone(), event, cancel.clone()));
-            }
+            flight.refill();
             let stopping = shutdown.is_cancelled();
             if stopping && grace_deadline.is_none() {
                 grace_deadline = Some(Instant::now() + self.config.shutdown_grace);
                 tracing::info!(
                     message = "Shutting down: claiming stops, in-flight deliveries finish.",
-                    in_flight = active.len(),
-                    queued = queue.len()
+                    in_flight = flight.active.len(),
+                    queued = flight.queue.len()
                 );
-                settled.cancelled.extend(queue.drain(..));
+                settled.cancelled.extend(flight.queue.drain(..));
             }
             if grace_deadline.is_some_and(|d| Instant::now() >= d) && !cancel.is_cancelled() {
                 tracing::warn!(
                     message = "Grace period over; releasing undelivered events.",
-                    in_flight = active.len()
+                    in_flight = flight.active.len()
                 );
                 cancel.cancel();
             }
-            let held = queue.len() + active.len() + settled.done.len() + settled.dead.len();
+            let held =
+                flight.queue.len() + flight.active.len() + settled.done.len() + settled.dead.len();
             self.metrics
                 .in_flight
                 .set(i64::try_from(held).unwrap_or(i64::MAX));
@@ -198,14 +228,14 @@ impl<S: Source> Pump<S> {
             // Settle in batches: a full batch, or whatever there is once
             // nothing else is moving, the oldest has waited SETTLE_WAIT, the
             // hold is full, or we are stopping.
-            let moving = !active.is_empty() || !queue.is_empty();
+            let moving = flight.moving();
             let settle_due = settled.since.is_some_and(|t| t.elapsed() >= SETTLE_WAIT);
             let settle = |n: usize| {
                 n >= batch || (n > 0 && (!moving || settle_due || stopping || held >= max_held))
             };
             let claim_allowed = !stopping
                 && held < max_held
-                && queue.len() < batch
+                && flight.queue.len() < batch
                 && idle_until.is_none_or(|t| Instant::now() >= t)
                 && self.deliverer.gate().closed().is_none()
                 // Opened by a probe only: one batch until a delivery succeeds.
@@ -213,12 +243,12 @@ impl<S: Source> Pump<S> {
 
             if !settled.cancelled.is_empty() {
                 let events = std::mem::take(&mut settled.cancelled);
-                let result = drive(self.source.release(&events), &mut active, &mut settled).await;
+                let result = drive(self.source.release(&events), &mut flight, &mut settled).await;
                 self.report("release", events.len(), result);
             } else if settle(settled.done.len()) {
                 let events = settled.take_done();
                 tracing::debug!(message = "Acknowledging.", events = events.len(), held);
-                let result = drive(self.source.ack(&events), &mut active, &mut settled).await;
+                let result = drive(self.source.ack(&events), &mut flight, &mut settled).await;
                 if result.is_ok() {
                     self.metrics.acked.inc_by(events.len() as u64);
                 }
@@ -230,11 +260,11 @@ impl<S: Source> Pump<S> {
                 }
                 self.metrics.dead_lettered.inc_by(events.len() as u64);
                 let result =
-                    drive(self.source.dead_letter(&events), &mut active, &mut settled).await;
+                    drive(self.source.dead_letter(&events), &mut flight, &mut settled).await;
                 self.report("dead-letter", events.len(), result);
             } else if claim_allowed {
                 let want = batch.min(max_held - held);
-                match drive(self.source.claim(want), &mut active, &mut settled).await {
+                match drive(self.source.claim(want), &mut flight, &mut settled).await {
                     Ok(events) => {
                         tracing::debug!(message = "Claimed.", events = events.len(), held);
                         if events.is_empty() {
@@ -242,7 +272,7 @@ impl<S: Source> Pump<S> {
                         } else {
                             idle_until = None;
                         }
-                        queue.extend(events);
+                        flight.queue.extend(events);
                     }
                     Err(error) => {
                         self.metrics.source_errors.inc();
@@ -272,11 +302,11 @@ impl<S: Source> Pump<S> {
                 }
                 let gate_closed = self.deliverer.gate().closed().is_some() && !stopping;
                 tokio::select! {
-                    Some((event, result)) = active.next() => settled.record(event, result),
+                    Some((event, result)) = flight.active.next() => settled.record(event, result),
                     () = tokio::time::sleep_until(wake) => {}
                     () = shutdown.cancelled(), if !stopping => {}
-                    _ = self.deliverer.wait_ready(&shutdown), if gate_closed && active.is_empty() => {}
-                    () = self.deliverer.gate().opened_within(Duration::from_secs(1)), if gate_closed && !active.is_empty() => {}
+                    _ = self.deliverer.wait_ready(&shutdown), if gate_closed && flight.active.is_empty() => {}
+                    () = self.deliverer.gate().opened_within(Duration::from_secs(1)), if gate_closed && !flight.active.is_empty() => {}
                 }
             }
         }
@@ -311,22 +341,27 @@ impl<S: Source> Pump<S> {
     }
 }
 
-/// Runs a source call while the deliveries keep going, recording those that finish.
-async fn drive<T, H, F, D>(
-    call: F,
-    active: &mut FuturesUnordered<D>,
+/// Runs a source call while the deliveries keep going: finished ones are
+/// recorded and queued ones start in their place, so a claim or an
+/// acknowledgement never leaves the target idle.
+async fn drive<T, H, D, F>(
+    call: impl Future<Output = T>,
+    flight: &mut Flight<H, D, F>,
     settled: &mut Settlement<H>,
 ) -> T
 where
-    F: Future<Output = T>,
     D: Future<Output = (Claimed<H>, Settled)>,
+    F: Fn(Claimed<H>) -> D,
 {
     tokio::pin!(call);
     loop {
         tokio::select! {
             biased;
             out = &mut call => return out,
-            Some((event, result)) = active.next(), if !active.is_empty() => settled.record(event, result),
+            Some((event, result)) = flight.active.next(), if !flight.active.is_empty() => {
+                settled.record(event, result);
+                flight.refill();
+            }
         }
     }
 }
