@@ -66,7 +66,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             .await
         }
         SourceConfig::Redis(redis) => {
-            let source = source::redis::RedisSource::connect(redis).await?;
+            // Connecting retries a while (a Redis that is restarting); SIGTERM need not wait.
+            let source = tokio::select! {
+                source = source::redis::RedisSource::connect(redis) => source?,
+                () = shutdown.cancelled() => return Ok(()),
+            };
             let queue = source.queue().clone();
             let result = pump(source, &config, deliverer, metrics, shutdown).await;
             // Whatever is still held (an acknowledgement that failed) goes back to the list

@@ -61,7 +61,10 @@ pub async fn connect(conn: &RedisConnection) -> Result<ConnectionManager> {
     // A claim of a big batch or a 5 MB item takes longer than the crate's 500 ms default.
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(30)));
+        .set_response_timeout(Some(Duration::from_secs(30)))
+        // Reconnects after a network failure retry a few times, then the call fails and the
+        // pump retries after the poll interval; a first connection that fails stops the start.
+        .set_number_of_retries(3);
     client
         .get_connection_manager_with_config(config)
         .await
