@@ -72,7 +72,7 @@ impl Workload for S3Workload {
     fn describe(&self) -> String {
         format!(
             "fresh bucket of small objects (~70 bytes) on SeaweedFS; poll mode: ListObjectsV2 + checkpoint diff, \
-             checkpoint written with a conditional PUT after each acknowledged batch; kipper-poll batch {}",
+             checkpoint written with conditional PUTs as batches are acknowledged; kipper-poll batch {}",
             self.batch_size
         )
     }

@@ -12,7 +12,7 @@
 //!
 //! Architecture Invariant: the checkpoint only ever gains a key at an etag after that change was
 //! acknowledged (2xx or dead-lettered), and is written with a conditional PUT, so a crash replays
-//! at most the unwritten batch and never skips a change.
+//! at most what was acknowledged since the last write (about a second) and never skips a change.
 
 use std::collections::BTreeMap;
 

@@ -30,6 +30,12 @@ use crate::{Error, Result};
 /// How many times a checkpoint write is merged and retried after another writer won the race.
 const WRITE_TRIES: usize = 5;
 
+/// While changes are in flight the checkpoint is written at most this often: it holds the whole
+/// bucket state, so writing it per batch of a big bucket would upload it hundreds of times.
+/// Whenever nothing is in flight (the end of a round, a shutdown) it is written at once, so a
+/// graceful restart never replays; a crash replays at most this much of acknowledged work.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The poll-mode bucket source.
 #[derive(Debug)]
 pub struct S3Source {
@@ -52,6 +58,8 @@ pub struct S3Source {
     pending: VecDeque<Change>,
     /// Changes claimed and not yet settled.
     held: usize,
+    /// When the checkpoint was last written.
+    saved_at: Instant,
 }
 
 impl S3Source {
@@ -90,6 +98,7 @@ impl S3Source {
             unsaved: Vec::new(),
             pending: VecDeque::new(),
             held: 0,
+            saved_at: Instant::now(),
         })
     }
 
@@ -163,6 +172,7 @@ impl S3Source {
                 Written::Ok(etag) => {
                     self.checkpoint_etag = Some(etag);
                     self.unsaved.clear();
+                    self.saved_at = Instant::now();
                     return Ok(());
                 }
                 Written::Conflict => {
@@ -178,6 +188,15 @@ impl S3Source {
             kind: "s3",
             message: format!("checkpoint {} keeps changing under us", self.checkpoint_key),
         })
+    }
+
+    /// Write the checkpoint when nothing is in flight or [`SAVE_INTERVAL`] has passed.
+    async fn save_if_due(&mut self) -> Result<()> {
+        if !self.unsaved.is_empty() && (self.held == 0 || self.saved_at.elapsed() >= SAVE_INTERVAL)
+        {
+            self.save_checkpoint().await?;
+        }
+        Ok(())
     }
 
     /// Start a poll round: list the bucket and queue its changes since the checkpoint.
@@ -255,13 +274,13 @@ impl Source for S3Source {
 
     async fn ack(&mut self, events: &[Claimed<Change>]) -> Result<()> {
         self.settle(events.iter().map(|e| e.handle.clone()));
-        self.save_checkpoint().await
+        self.save_if_due().await
     }
 
     async fn dead_letter(&mut self, events: &[DeadLetter<Change>]) -> Result<()> {
         // The pump has logged each one; S3 has no place to park them, so they count as handled.
         self.settle(events.iter().map(|d| d.event.handle.clone()));
-        self.save_checkpoint().await
+        self.save_if_due().await
     }
 
     async fn release(&mut self, events: &[Claimed<Change>]) -> Result<()> {
@@ -269,7 +288,8 @@ impl Source for S3Source {
         for event in events.iter().rev() {
             self.pending.push_front(event.handle.clone());
         }
-        Ok(())
+        // A shutdown: what was acknowledged before is written now that nothing is in flight.
+        self.save_if_due().await
     }
 
     async fn backlog(&mut self) -> Result<Option<u64>> {
