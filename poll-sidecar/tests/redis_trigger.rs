@@ -426,3 +426,64 @@ async fn password_and_database_number_from_url_or_binding() {
     );
     assert!(!stderr.contains("not-the-password"), "{stderr}");
 }
+
+/// The queue operations directly: order kept, the backlog (what KEDA should scale on) counts
+/// held items, a dead consumer's items come back at the head in their order.
+#[tokio::test]
+async fn queue_keeps_order_counts_held_items_and_recovers_orphans() {
+    use kipper_poll::source::redis::queue::{DeadLetter, QueueKeys, RedisQueue};
+
+    let list = TestList::new("kp_queue");
+    let mut con = redis_con(&list.url).await;
+    let items: Vec<Vec<u8>> = (0..10).map(|i| format!("i{i}").into_bytes()).collect();
+    push(&mut con, &list.name, &items).await;
+    let manager = || async {
+        redis::Client::open(list.url.as_str())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .unwrap()
+    };
+    let a = RedisQueue::new(
+        manager().await,
+        QueueKeys::new(&list.name, None, "a"),
+        Duration::from_millis(300),
+    );
+    let b = RedisQueue::new(
+        manager().await,
+        QueueKeys::new(&list.name, None, "b"),
+        Duration::from_secs(30),
+    );
+    let got = a.claim(4).await.unwrap();
+    assert_eq!(got, ["i0", "i1", "i2", "i3"].map(bytes::Bytes::from));
+    assert_eq!(a.backlog().await.unwrap(), 10, "held items still count");
+    a.ack(&got[..2]).await.unwrap();
+    assert_eq!(a.backlog().await.unwrap(), 8);
+    let letter = DeadLetter {
+        item: got[2].clone(),
+        error: "HTTP 500".into(),
+        attempts: 3,
+    };
+    assert_eq!(a.dead_letter(&[letter]).await.unwrap(), 1);
+    // a dies holding i3; once its heartbeat expires, b returns it to the head of the list.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(b.recover_orphans().await.unwrap(), 1);
+    let got = b.claim(100).await.unwrap();
+    assert_eq!(got.len(), 7);
+    assert_eq!(got[0], "i3");
+    b.release(&got[3..]).await.unwrap();
+    b.ack(&got[..3]).await.unwrap();
+    assert_eq!(b.leave().await.unwrap(), 0);
+    let rest: Vec<String> = con.lrange(&list.name, 0, -1).await.unwrap();
+    assert_eq!(
+        rest,
+        ["i6", "i7", "i8", "i9"],
+        "released items keep their order at the head"
+    );
+    let dead: Vec<String> = con
+        .lrange(format!("{}:dead", list.name), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].contains("\"item\":\"i2\""), "{dead:?}");
+}
