@@ -310,6 +310,8 @@ impl<S: Source> Pump<S> {
                 }
             }
         }
+        let flushed = self.source.flush().await;
+        self.report("flush", 0, flushed);
         settled.flush_counters(&self.metrics);
         self.metrics.in_flight.set(0);
         tracing::info!(message = "Pump stopped.");

@@ -62,6 +62,56 @@ async fn without_mark_done_every_poll_delivers_again() {
     scenarios::without_mark_done_every_poll_delivers_again(Db::postgres().await).await;
 }
 
+/// The sidecar's database session is killed mid-run (a lost connection):
+/// the server frees its rows, the sidecar reconnects, nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_connection_mid_run_loses_nothing() {
+    let db = Db::postgres().await;
+    let t = support::unique("kp_lost");
+    let _guard = support::db::TableGuard::new(&db, &t);
+    db.orders(&t, 1000).await;
+    let handler = support::Handler::start(0, &["--delay-ms=3"]);
+    // The application name tells this sidecar's sessions from other tests'.
+    let url = format!("{}?application_name={t}", db.url());
+    let mut env = support::base_env("postgres", &url, &handler.url());
+    env.push((
+        "KIPPER_QUERY".into(),
+        format!("SELECT * FROM {t} WHERE status = 'pending'"),
+    ));
+    env.push((
+        "KIPPER_MARK_DONE".into(),
+        format!("UPDATE {t} SET status = 'done' WHERE id = {{{{id}}}}"),
+    ));
+    env.push(("KIPPER_BATCH_SIZE".into(), "100".into()));
+    env.push(("KIPPER_CONCURRENCY".into(), "16".into()));
+    let sidecar = support::Sidecar::start(&env);
+    let long = std::time::Duration::from_secs(60);
+    support::wait_until("some deliveries", long, async || {
+        handler.deliveries().len() >= 200
+    })
+    .await;
+    let killed = db
+        .count(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{t}'"
+        ))
+        .await;
+    assert_eq!(
+        killed, 2,
+        "the sidecar's claim and writer sessions were found and killed"
+    );
+    support::wait_until("all rows done", long, async || {
+        db.with_status(&t, "done").await == 1000
+    })
+    .await;
+    let ids: std::collections::HashSet<i64> = handler
+        .deliveries()
+        .iter()
+        .filter_map(|d| d.body["id"].as_i64())
+        .collect();
+    assert_eq!(ids.len(), 1000, "every row delivered");
+    assert!(sidecar.log().contains("reconnecting"), "{}", sidecar.log());
+}
+
 /// The type-mapping table of CONTRACT section 2, column by column.
 #[tokio::test(flavor = "multi_thread")]
 async fn row_types_map_to_json() {

@@ -187,6 +187,7 @@ async fn drain<S: Source>(source: &mut S, batch: usize) -> anyhow::Result<u64> {
     loop {
         let events = source.claim(batch).await?;
         if events.is_empty() {
+            source.flush().await?;
             return Ok(done);
         }
         done += events.len() as u64;

@@ -17,6 +17,9 @@
 //!   log line) and let go of the hold.
 //! - [`Source::release`]`(events)`: shutdown; give them back undelivered so
 //!   another replica (or the next start) takes them.
+//! - [`Source::flush`]: wait for acknowledgements still running in the
+//!   background (a source may return from `ack` before its writes commit;
+//!   its next `ack` or `flush` reports their errors). Default: nothing.
 //! - [`Source::backlog`]: pending count for the backlog gauge, when cheap.
 //!
 //! Each method gets the whole batch so a source can make one round trip of
@@ -90,6 +93,12 @@ pub trait Source: Send + 'static {
         &mut self,
         events: &[Claimed<Self::Handle>],
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Waits for acknowledgements the source still runs in the background;
+    /// the pump calls it before it stops.
+    fn flush(&mut self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 
     /// Events waiting in the source, if the source can count them cheaply.
     fn backlog(&mut self) -> impl Future<Output = Result<Option<u64>>> + Send {
