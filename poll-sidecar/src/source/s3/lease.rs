@@ -35,9 +35,6 @@ pub struct Lease {
     key: String,
     holder: String,
     duration: Duration,
-    /// Etag of the lease object as last read or written by us.
-    etag: Option<String>,
-    held: bool,
 }
 
 impl Lease {
@@ -47,19 +44,12 @@ impl Lease {
             key: lease_key(consumer),
             holder: holder.to_owned(),
             duration,
-            etag: None,
-            held: false,
         }
-    }
-
-    /// Whether this replica held the lease at the last [`Lease::acquire`].
-    pub fn is_held(&self) -> bool {
-        self.held
     }
 
     /// Take or renew the lease; true when this replica holds it now. Call well within the lease
     /// duration (a third of it) to keep it.
-    pub async fn acquire(&mut self, bucket: &Bucket) -> Result<bool> {
+    pub async fn acquire(&self, bucket: &Bucket) -> Result<bool> {
         let now = chrono::Utc::now().timestamp_millis();
         let current = bucket.read(&self.key).await?;
         let expected = match &current {
@@ -70,7 +60,6 @@ impl Lease {
                     .as_ref()
                     .is_none_or(|d| d.holder == self.holder || d.expires_at < now);
                 if !free {
-                    self.held = false;
                     return Ok(false);
                 }
                 Some(etag.clone())
@@ -82,33 +71,82 @@ impl Lease {
             expires_at: now.saturating_add(millis),
         };
         let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-        match bucket
-            .write_if(&self.key, body, expected.as_deref())
-            .await?
-        {
-            Written::Ok(etag) => {
-                self.etag = Some(etag);
-                self.held = true;
+        // A conflict: another replica wrote the lease between our read and our write.
+        Ok(matches!(
+            bucket
+                .write_if(&self.key, body, expected.as_deref())
+                .await?,
+            Written::Ok(_)
+        ))
+    }
+}
+
+/// Keeps the lease renewed from a background task, so that a pump busy with slow deliveries
+/// (and so not claiming) does not lose it to another replica that would then deliver the same
+/// changes. Stopped when dropped.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    state: std::sync::Arc<KeeperState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct KeeperState {
+    held: std::sync::atomic::AtomicBool,
+    /// Bumped each time the lease is (re)gained: the holder must reload the checkpoint.
+    gained: std::sync::atomic::AtomicU64,
+}
+
+impl LeaseKeeper {
+    /// Try the lease once now, then keep renewing it every third of its duration.
+    pub async fn start(lease: Lease, bucket: Bucket, duration: Duration) -> Result<Self> {
+        use std::sync::atomic::Ordering;
+        let state = std::sync::Arc::new(KeeperState::default());
+        let held = lease.acquire(&bucket).await?;
+        state.held.store(held, Ordering::SeqCst);
+        state.gained.store(u64::from(held), Ordering::SeqCst);
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            let mut renewed = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(duration / 3).await;
+                let was = shared.held.load(Ordering::SeqCst);
+                let now = match lease.acquire(&bucket).await {
+                    Ok(now) => {
+                        renewed = tokio::time::Instant::now();
+                        now
+                    }
+                    Err(error) => {
+                        tracing::warn!(message = "Lease renewal failed.", %error);
+                        // Still ours until it would have expired; after that, assume not.
+                        was && renewed.elapsed() < duration * 2 / 3
+                    }
+                };
+                if now && !was {
+                    shared.gained.fetch_add(1, Ordering::SeqCst);
+                    tracing::info!(message = "Took the bucket lease; this replica polls now.");
+                } else if was && !now {
+                    tracing::info!(message = "Lost the bucket lease; another replica polls.");
+                }
+                shared.held.store(now, Ordering::SeqCst);
             }
-            Written::Conflict => self.held = false,
-        }
-        Ok(self.held)
+        });
+        Ok(Self { state, task })
     }
 
-    /// Give the lease up (shutdown), so that another replica need not wait for it to expire.
-    pub async fn release(&mut self, bucket: &Bucket) -> Result<()> {
-        if !self.held {
-            return Ok(());
-        }
-        self.held = false;
-        let doc = LeaseDoc {
-            holder: String::new(),
-            expires_at: 0,
-        };
-        let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-        bucket
-            .write_if(&self.key, body, self.etag.as_deref())
-            .await?;
-        Ok(())
+    /// Whether this replica holds the lease.
+    pub fn is_held(&self) -> bool {
+        self.state.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many times the lease was gained so far (a change means: reload the checkpoint).
+    pub fn generation(&self) -> u64 {
+        self.state.gained.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use self::bucket::{Bucket, Written};
 use self::checkpoint::{Change, Checkpoint, checkpoint_key};
-use self::lease::Lease;
+use self::lease::{Lease, LeaseKeeper};
 use super::{Claimed, DeadLetter, Source};
 use crate::config::{S3Config, S3Mode};
 use crate::{Error, Result};
@@ -43,9 +43,9 @@ pub struct S3Source {
     prefix: String,
     checkpoint_key: String,
     start_now: bool,
-    lease: Lease,
-    lease_taken: Option<Instant>,
-    lease_duration: Duration,
+    lease: LeaseKeeper,
+    /// The lease generation whose checkpoint is loaded.
+    lease_generation: u64,
     /// The delivered state: the last written checkpoint plus `unsaved`.
     checkpoint: Checkpoint,
     /// Etag of the checkpoint object as last read or written; `None`: it does not exist.
@@ -83,15 +83,26 @@ impl S3Source {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| format!("kipper-poll-{:08x}", rand::random::<u32>()));
-        tracing::info!(message = "S3 bucket reachable; polling it.", bucket = %config.bucket, prefix = %prefix, endpoint = %config.connection.endpoint);
+        let keeper = LeaseKeeper::start(
+            Lease::new(&config.consumer, &holder, *lease),
+            bucket.clone(),
+            *lease,
+        )
+        .await?;
+        tracing::info!(
+            message = "S3 bucket reachable; polling it while this replica holds the lease.",
+            bucket = %config.bucket,
+            prefix = %prefix,
+            endpoint = %config.connection.endpoint,
+            lease_held = keeper.is_held(),
+        );
         Ok(Self {
             bucket,
             prefix: prefix.clone(),
             checkpoint_key: checkpoint_key(&config.consumer),
             start_now: *start_now,
-            lease: Lease::new(&config.consumer, &holder, *lease),
-            lease_taken: None,
-            lease_duration: *lease,
+            lease: keeper,
+            lease_generation: 0,
             checkpoint: Checkpoint::empty(prefix),
             checkpoint_etag: None,
             checkpoint_loaded: false,
@@ -102,21 +113,18 @@ impl S3Source {
         })
     }
 
-    /// Take or renew the lease when a third of it has passed; false when another replica has it.
-    async fn hold_lease(&mut self) -> Result<bool> {
-        if self
-            .lease_taken
-            .is_some_and(|t| t.elapsed() < self.lease_duration / 3)
-        {
-            return Ok(true);
+    /// Whether this replica may poll now; a newly gained lease means another replica may have
+    /// advanced the checkpoint meanwhile, so it is reloaded.
+    fn hold_lease(&mut self) -> bool {
+        if !self.lease.is_held() {
+            return false;
         }
-        let held = self.lease.acquire(&self.bucket).await?;
-        if held && self.lease_taken.is_none() {
-            // Another replica may have advanced the checkpoint while we did not hold the lease.
+        let generation = self.lease.generation();
+        if generation != self.lease_generation {
+            self.lease_generation = generation;
             self.checkpoint_loaded = false;
         }
-        self.lease_taken = held.then(Instant::now);
-        Ok(held)
+        true
     }
 
     async fn load_checkpoint(&mut self) -> Result<()> {
@@ -246,7 +254,7 @@ impl Source for S3Source {
     }
 
     async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<Change>>> {
-        if !self.hold_lease().await? {
+        if !self.hold_lease() {
             // Another replica polls; drop what we had queued (it delivers it) and stay idle.
             self.pending.clear();
             self.checkpoint_loaded = false;
