@@ -400,6 +400,39 @@ async fn two_replicas_never_deliver_a_change_concurrently() {
     );
 }
 
+#[tokio::test]
+async fn start_now_skips_what_was_there_and_a_prefix_limits_the_watch() {
+    let bucket = TestBucket::new().await;
+    let function = unique("fn");
+    bucket.put("in/old.txt", "old").await;
+    let handler = Handler::start(0, &[]);
+    let env = settings(
+        bucket.name(),
+        &function,
+        &handler.url(),
+        &[
+            ("KIPPER_MINIO_START", "now"),
+            ("KIPPER_MINIO_PREFIX", "in/"),
+        ],
+    );
+    let sidecar = Sidecar::start(&env);
+    let checkpoint_key = format!(".kipper/checkpoints/{function}.json");
+    wait_until("the first checkpoint", LONG, async || {
+        bucket.bucket.read(&checkpoint_key).await.unwrap().is_some()
+    })
+    .await;
+    bucket.put("in/new.txt", "new").await;
+    bucket.put("out/ignored.txt", "elsewhere").await;
+    wait_until("the new object", LONG, async || {
+        !events(&handler).is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let seen = events(&handler);
+    assert_eq!(seen.len(), 1, "{seen:?}\n{}", sidecar.log());
+    assert_eq!(seen[0].1, "in%2Fnew.txt");
+}
+
 fn webhook_sidecar(target: &str, port: u16, extra: &[(&str, &str)]) -> Sidecar {
     let mut env = base_env("minio", "", target);
     // No KIPPER_SOURCE_URL: in webhook mode MinIO calls us, we never call S3.
