@@ -62,6 +62,16 @@ async fn without_mark_done_every_poll_delivers_again() {
     scenarios::without_mark_done_every_poll_delivers_again(Db::mysql().await).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_honoured() {
+    scenarios::retry_after_is_honoured(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letter_without_mark_failed_parks_the_row() {
+    scenarios::dead_letter_without_mark_failed_parks_the_row(Db::mysql().await).await;
+}
+
 /// The type-mapping table of CONTRACT section 2, column by column.
 #[tokio::test(flavor = "multi_thread")]
 async fn row_types_map_to_json() {

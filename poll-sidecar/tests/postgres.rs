@@ -112,6 +112,71 @@ async fn lost_connection_mid_run_loses_nothing() {
     assert!(sidecar.log().contains("reconnecting"), "{}", sidecar.log());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_honoured() {
+    scenarios::retry_after_is_honoured(Db::postgres().await).await;
+}
+
+/// The admin port: /healthz, /readyz and /metrics with the delivery counters.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_port_serves_metrics_health_and_readiness() {
+    let db = Db::postgres().await;
+    let t = support::unique("kp_admin");
+    let _guard = support::db::TableGuard::new(&db, &t);
+    db.orders(&t, 20).await;
+    let handler = support::Handler::start(0, &[]);
+    let port = support::free_port();
+    let mut env = support::base_env("postgres", db.url(), &handler.url());
+    env.retain(|(k, _)| k != "KIPPER_ADMIN_PORT");
+    env.push(("KIPPER_ADMIN_PORT".into(), port.to_string()));
+    env.push((
+        "KIPPER_QUERY".into(),
+        format!("SELECT * FROM {t} WHERE status = 'pending'"),
+    ));
+    env.push((
+        "KIPPER_MARK_DONE".into(),
+        format!("UPDATE {t} SET status = 'done' WHERE id = {{{{id}}}}"),
+    ));
+    let _sidecar = support::Sidecar::start(&env);
+    let long = std::time::Duration::from_secs(30);
+    support::wait_until("all rows done", long, async || {
+        db.with_status(&t, "done").await == 20
+    })
+    .await;
+    let get = |path: &str| support::http_get(port, path);
+    support::wait_until("metrics flushed", long, async || {
+        let metrics = get("/metrics");
+        metrics.contains("kipper_poll_events_acked_total 20")
+            && metrics.contains("kipper_poll_source_backlog 0")
+    })
+    .await;
+    let metrics = get("/metrics");
+    for line in [
+        "kipper_poll_events_delivered_total 20",
+        "kipper_poll_delivery_failures_total 0",
+        "kipper_poll_events_dead_lettered_total 0",
+        "kipper_poll_target_ready 1",
+        "kipper_poll_source_backlog 0",
+        "kipper_poll_delivery_duration_seconds_count 20",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    assert!(
+        get("/healthz")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .contains(" 200")
+    );
+    assert!(get("/readyz").lines().next().unwrap_or("").contains(" 200"));
+    assert!(get("/nope").lines().next().unwrap_or("").contains(" 404"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letter_without_mark_failed_parks_the_row() {
+    scenarios::dead_letter_without_mark_failed_parks_the_row(Db::postgres().await).await;
+}
+
 /// The type-mapping table of CONTRACT section 2, column by column.
 #[tokio::test(flavor = "multi_thread")]
 async fn row_types_map_to_json() {

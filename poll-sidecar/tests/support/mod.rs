@@ -266,3 +266,15 @@ pub fn concurrent_duplicates(deliveries: &[Delivery]) -> Vec<String> {
     }
     bad
 }
+
+/// A plain HTTP/1.0 GET of `path` on 127.0.0.1:`port`: status line, headers and body.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}

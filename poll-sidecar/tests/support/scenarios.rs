@@ -417,3 +417,61 @@ pub async fn without_mark_done_every_poll_delivers_again(db: Db) {
     );
     assert_eq!(db.with_status(&t, "pending").await, 5, "nothing marked");
 }
+
+/// A failing answer with `Retry-After` is retried no sooner than asked.
+pub async fn retry_after_is_honoured(db: Db) {
+    let t = unique("kp_retry_after");
+    let _guard = TableGuard::new(&db, &t);
+    db.orders(&t, 3).await;
+    let handler = Handler::start(
+        0,
+        &["--fail-first=1", "--fail-status=429", "--retry-after=1"],
+    );
+    let _sidecar = Sidecar::start(&env(&db, &handler.url(), &t, &[]));
+    wait_until("all rows done", LONG, async || {
+        db.with_status(&t, "done").await == 3
+    })
+    .await;
+    for (key, mut list) in by_key(&handler.deliveries()) {
+        list.sort_by(|a, b| a.start.total_cmp(&b.start));
+        assert_eq!(
+            list.iter().map(|d| d.attempt).collect::<Vec<_>>(),
+            vec![1, 2],
+            "{key}"
+        );
+        let waited = list[1].start - list[0].end;
+        assert!(
+            waited >= 0.9,
+            "Retry-After: 1 honoured, waited {waited:.3}s for {key}"
+        );
+    }
+}
+
+/// Without a mark-failed, a dead-lettered row is parked: logged, counted,
+/// left pending in the table, and not retried again by this sidecar.
+pub async fn dead_letter_without_mark_failed_parks_the_row(db: Db) {
+    let t = unique("kp_park");
+    let _guard = TableGuard::new(&db, &t);
+    db.orders(&t, 4).await;
+    let handler = Handler::start(0, &["--status=500"]);
+    let mut settings = env(&db, &handler.url(), &t, &[("KIPPER_MAX_ATTEMPTS", "2")]);
+    settings.retain(|(k, _)| k != "KIPPER_MARK_FAILED");
+    let sidecar = Sidecar::start(&settings);
+    wait_until("rows dead-lettered", LONG, async || {
+        sidecar.log().matches("Event dead-lettered.").count() == 4
+    })
+    .await;
+    // Several poll intervals later, still exactly two attempts per row.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let keys = by_key(&handler.deliveries());
+    assert_eq!(keys.len(), 4);
+    assert!(
+        keys.values().all(|l| l.len() == 2),
+        "parked rows are not retried: {keys:?}"
+    );
+    assert_eq!(
+        db.with_status(&t, "pending").await,
+        4,
+        "the row stays in the source"
+    );
+}

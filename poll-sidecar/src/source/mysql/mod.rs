@@ -5,20 +5,19 @@
 //! [`crate::source::sql`].
 
 mod json;
+mod session;
 mod statements;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row, Statement, Value};
+use mysql_async::{Row, Value};
 
-use self::json::Shape;
-use super::sql::json::write_str;
 use super::sql::{BoundColumns, NO_MARK_DONE, NO_MARK_FAILED, fnv64, key_columns};
 use super::{Claimed, DeadLetter, Source};
 use crate::config::SqlConfig;
 use crate::{Error, Result};
+use session::{Session, events, idempotency_id, server_message, taken};
 
 /// Locks released per statement.
 const UNLOCK_CHUNK: usize = 256;
@@ -46,28 +45,6 @@ pub struct MysqlSource {
     pass_ended: bool,
 }
 
-/// One connection and its prepared statements.
-#[derive(Debug)]
-struct Session {
-    conn: Conn,
-    claim: Statement,
-    verify: HashMap<usize, Statement>,
-    unlock: HashMap<usize, Statement>,
-    mark_done: Option<Statement>,
-    mark_failed: Option<Statement>,
-    count: Option<Statement>,
-    names: Vec<Bytes>,
-    shapes: Vec<Shape>,
-    bound_at: Vec<usize>,
-}
-
-fn server_message(error: &mysql_async::Error) -> String {
-    match error {
-        mysql_async::Error::Server(e) => e.message.clone(),
-        other => other.to_string(),
-    }
-}
-
 impl MysqlSource {
     /// Connects and prepares every statement, so a query or placeholder that
     /// does not fit fails here, at start, with one line.
@@ -91,104 +68,10 @@ impl MysqlSource {
         Ok(source)
     }
 
-    async fn open(&self) -> Result<Session> {
-        let c = &self.config.connection;
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(c.host.clone())
-            .tcp_port(c.port)
-            .user(Some(c.user.clone()))
-            .pass((!c.password.expose().is_empty()).then(|| c.password.expose().to_string()))
-            .db_name(Some(c.database.clone()))
-            .tcp_nodelay(true)
-            // DATETIME/TIMESTAMP are sent as UTC and written with a Z.
-            .setup(vec!["SET time_zone = '+00:00'"]);
-        let mut conn = Conn::new(opts).await?;
-        let query = &self.config.query;
-        let columns = conn.prep(statements::columns(query)).await.map_err(|e| {
-            Error::config(
-                "KIPPER_QUERY",
-                format!("the database refuses the query: {}", server_message(&e)),
-            )
-        })?;
-        let user_columns: Vec<String> = columns
-            .columns()
-            .iter()
-            .map(|c| c.name_str().into_owned())
-            .collect();
-        let mut shapes = Vec::new();
-        for column in columns.columns().iter() {
-            shapes.push(Shape::of(
-                column,
-                json_checked(&mut conn, column, &c.database, query).await,
-            ));
-        }
-        let find = |name: &str, setting: &'static str| {
-            user_columns.iter().position(|n| n == name).ok_or_else(|| {
-                Error::config(
-                    setting,
-                    format!(
-                        "{{{{{name}}}}} is not a column of KIPPER_QUERY (it has: {})",
-                        user_columns.join(", ")
-                    ),
-                )
-            })
-        };
-        for key in &self.keys {
-            find(key, "KIPPER_MARK_DONE")?;
-        }
-        let mut bound_at = Vec::new();
-        for name in &self.bound.names {
-            let setting = if self.keys.contains(name) {
-                "KIPPER_MARK_DONE"
-            } else {
-                "KIPPER_MARK_FAILED"
-            };
-            bound_at.push(find(name, setting)?);
-        }
-        let claim_sql = if self.keys.is_empty() {
-            statements::claim_rows(query, &user_columns, self.seed)
-        } else {
-            statements::claim_keys(query, &self.keys, self.seed)
-        };
-        let claim = conn.prep(claim_sql).await?;
-        let mut prepare = async |t: &Option<crate::source::sql::template::Template>,
-                                 setting: &'static str| match t {
-            None => Ok(None),
-            Some(t) => conn.prep(t.sql.as_str()).await.map(Some).map_err(|e| {
-                Error::config(
-                    setting,
-                    format!("the database refuses the statement: {}", server_message(&e)),
-                )
-            }),
-        };
-        let mark_done = prepare(&self.config.mark_done, "KIPPER_MARK_DONE").await?;
-        let mark_failed = prepare(&self.config.mark_failed, "KIPPER_MARK_FAILED").await?;
-        let names = user_columns
-            .iter()
-            .map(|name| {
-                let mut out = BytesMut::new();
-                write_str(&mut out, name);
-                out.put_u8(b':');
-                out.freeze()
-            })
-            .collect();
-        Ok(Session {
-            conn,
-            claim,
-            verify: HashMap::new(),
-            unlock: HashMap::new(),
-            mark_done,
-            mark_failed,
-            count: None,
-            names,
-            shapes,
-            bound_at,
-        })
-    }
-
     async fn ensure(&mut self) -> Result<()> {
         if self.session.is_none() {
-            self.session = Some(self.open().await?);
+            self.session =
+                Some(Session::open(&self.config, &self.keys, &self.bound, self.seed).await?);
         }
         Ok(())
     }
@@ -387,81 +270,6 @@ impl MysqlSource {
         }
         Ok(events)
     }
-}
-
-/// Whether the row's `kipper_got` column (at `index`) says the lock was taken.
-fn taken(row: &Row, index: usize) -> bool {
-    matches!(row.as_ref(index), Some(Value::Int(1) | Value::UInt(1)))
-        || matches!(row.as_ref(index), Some(Value::Bytes(b)) if b.as_slice() == b"1")
-}
-
-/// The part of a lock name that identifies the row across replicas.
-fn idempotency_id(lock: &str) -> &str {
-    lock.rsplit(':').next().unwrap_or(lock)
-}
-
-/// Whether MariaDB declared `column` JSON (a LONGTEXT with a `json_valid`
-/// check); MySQL has a real JSON type and needs no lookup.
-async fn json_checked(
-    conn: &mut Conn,
-    column: &mysql_async::Column,
-    database: &str,
-    query: &str,
-) -> bool {
-    use mysql_async::consts::ColumnType::*;
-    if !matches!(column.column_type(), MYSQL_TYPE_BLOB | MYSQL_TYPE_LONG_BLOB) {
-        return false;
-    }
-    let schema = if column.schema_ref().is_empty() {
-        database.to_string()
-    } else {
-        column.schema_str().into_owned()
-    };
-    let clause = format!("json_valid(`{}`)", column.org_name_str());
-    let table = column.org_table_str().into_owned();
-    let found: Result<Option<u64>, _> = conn
-        .exec_first(statements::JSON_CHECK, (schema, clause, table, query))
-        .await;
-    matches!(found, Ok(Some(n)) if n > 0)
-}
-
-/// Encodes rows (user columns + `kipper_key` last) as claimed events.
-fn events(rows: &[Row], session: &Session) -> Vec<Claimed<MyHandle>> {
-    let mut buf = BytesMut::with_capacity(rows.len() * 128);
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        // User columns, then kipper_key (and, from a claim, kipper_got).
-        let n = session.names.len();
-        buf.put_u8(b'{');
-        for i in 0..n {
-            if i > 0 {
-                buf.put_u8(b',');
-            }
-            buf.put_slice(&session.names[i]);
-            json::write_value(
-                &mut buf,
-                session.shapes[i],
-                row.as_ref(i).unwrap_or(&Value::NULL),
-            );
-        }
-        buf.put_u8(b'}');
-        let body = buf.split().freeze();
-        let lock = match row.as_ref(n) {
-            Some(Value::Bytes(name)) => String::from_utf8_lossy(name).into_owned(),
-            _ => String::new(),
-        };
-        let values = session
-            .bound_at
-            .iter()
-            .map(|&i| row.as_ref(i).cloned().unwrap_or(Value::NULL))
-            .collect();
-        events.push(Claimed {
-            id: idempotency_id(&lock).to_string(),
-            body,
-            handle: MyHandle { lock, values },
-        });
-    }
-    events
 }
 
 impl Source for MysqlSource {

@@ -1,0 +1,219 @@
+//! Opening a MySQL / MariaDB session with its statements, and turning the
+//! rows it reads into claimed events.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row, Statement, Value};
+
+use super::MyHandle;
+use super::json::{self, Shape};
+use super::statements;
+use crate::config::SqlConfig;
+use crate::source::Claimed;
+use crate::source::sql::BoundColumns;
+use crate::source::sql::json::write_str;
+use crate::{Error, Result};
+
+/// One connection and its prepared statements.
+#[derive(Debug)]
+pub struct Session {
+    pub conn: Conn,
+    pub claim: Statement,
+    pub verify: HashMap<usize, Statement>,
+    pub unlock: HashMap<usize, Statement>,
+    pub mark_done: Option<Statement>,
+    pub mark_failed: Option<Statement>,
+    pub count: Option<Statement>,
+    pub names: Vec<Bytes>,
+    pub shapes: Vec<Shape>,
+    pub bound_at: Vec<usize>,
+}
+
+/// The server's message of a database error, else the error itself.
+pub fn server_message(error: &mysql_async::Error) -> String {
+    match error {
+        mysql_async::Error::Server(e) => e.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Session {
+    /// Connects and prepares every statement, so a query or placeholder that
+    /// does not fit fails at start, with one line.
+    pub async fn open(
+        config: &SqlConfig,
+        keys: &[String],
+        bound: &BoundColumns,
+        seed: u64,
+    ) -> Result<Self> {
+        let c = &config.connection;
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(c.host.clone())
+            .tcp_port(c.port)
+            .user(Some(c.user.clone()))
+            .pass((!c.password.expose().is_empty()).then(|| c.password.expose().to_string()))
+            .db_name(Some(c.database.clone()))
+            .tcp_nodelay(true)
+            // DATETIME/TIMESTAMP are sent as UTC and written with a Z.
+            .setup(vec!["SET time_zone = '+00:00'"]);
+        let mut conn = Conn::new(opts).await?;
+        let query = &config.query;
+        let columns = conn.prep(statements::columns(query)).await.map_err(|e| {
+            Error::config(
+                "KIPPER_QUERY",
+                format!("the database refuses the query: {}", server_message(&e)),
+            )
+        })?;
+        let user_columns: Vec<String> = columns
+            .columns()
+            .iter()
+            .map(|c| c.name_str().into_owned())
+            .collect();
+        let mut shapes = Vec::new();
+        for column in columns.columns().iter() {
+            shapes.push(Shape::of(
+                column,
+                json_checked(&mut conn, column, &c.database, query).await,
+            ));
+        }
+        let find = |name: &str, setting: &'static str| {
+            user_columns.iter().position(|n| n == name).ok_or_else(|| {
+                Error::config(
+                    setting,
+                    format!(
+                        "{{{{{name}}}}} is not a column of KIPPER_QUERY (it has: {})",
+                        user_columns.join(", ")
+                    ),
+                )
+            })
+        };
+        for key in keys {
+            find(key, "KIPPER_MARK_DONE")?;
+        }
+        let mut bound_at = Vec::new();
+        for name in &bound.names {
+            let setting = if keys.contains(name) {
+                "KIPPER_MARK_DONE"
+            } else {
+                "KIPPER_MARK_FAILED"
+            };
+            bound_at.push(find(name, setting)?);
+        }
+        let claim_sql = if keys.is_empty() {
+            statements::claim_rows(query, &user_columns, seed)
+        } else {
+            statements::claim_keys(query, keys, seed)
+        };
+        let claim = conn.prep(claim_sql).await?;
+        let mut prepare = async |t: &Option<crate::source::sql::template::Template>,
+                                 setting: &'static str| match t {
+            None => Ok(None),
+            Some(t) => conn.prep(t.sql.as_str()).await.map(Some).map_err(|e| {
+                Error::config(
+                    setting,
+                    format!("the database refuses the statement: {}", server_message(&e)),
+                )
+            }),
+        };
+        let mark_done = prepare(&config.mark_done, "KIPPER_MARK_DONE").await?;
+        let mark_failed = prepare(&config.mark_failed, "KIPPER_MARK_FAILED").await?;
+        let names = user_columns
+            .iter()
+            .map(|name| {
+                let mut out = BytesMut::new();
+                write_str(&mut out, name);
+                out.put_u8(b':');
+                out.freeze()
+            })
+            .collect();
+        Ok(Self {
+            conn,
+            claim,
+            verify: HashMap::new(),
+            unlock: HashMap::new(),
+            mark_done,
+            mark_failed,
+            count: None,
+            names,
+            shapes,
+            bound_at,
+        })
+    }
+}
+
+/// Whether the row's `kipper_got` column (at `index`) says the lock was taken.
+pub fn taken(row: &Row, index: usize) -> bool {
+    matches!(row.as_ref(index), Some(Value::Int(1) | Value::UInt(1)))
+        || matches!(row.as_ref(index), Some(Value::Bytes(b)) if b.as_slice() == b"1")
+}
+
+/// The part of a lock name that identifies the row across replicas.
+pub fn idempotency_id(lock: &str) -> &str {
+    lock.rsplit(':').next().unwrap_or(lock)
+}
+
+/// Whether MariaDB declared `column` JSON (a LONGTEXT with a `json_valid`
+/// check); MySQL has a real JSON type and needs no lookup.
+async fn json_checked(
+    conn: &mut Conn,
+    column: &mysql_async::Column,
+    database: &str,
+    query: &str,
+) -> bool {
+    use mysql_async::consts::ColumnType::*;
+    if !matches!(column.column_type(), MYSQL_TYPE_BLOB | MYSQL_TYPE_LONG_BLOB) {
+        return false;
+    }
+    let schema = if column.schema_ref().is_empty() {
+        database.to_string()
+    } else {
+        column.schema_str().into_owned()
+    };
+    let clause = format!("json_valid(`{}`)", column.org_name_str());
+    let table = column.org_table_str().into_owned();
+    let found: Result<Option<u64>, _> = conn
+        .exec_first(statements::JSON_CHECK, (schema, clause, table, query))
+        .await;
+    matches!(found, Ok(Some(n)) if n > 0)
+}
+
+/// Encodes rows (user columns + `kipper_key` last) as claimed events.
+pub fn events(rows: &[Row], session: &Session) -> Vec<Claimed<MyHandle>> {
+    let mut buf = BytesMut::with_capacity(rows.len() * 128);
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        // User columns, then kipper_key (and, from a claim, kipper_got).
+        let n = session.names.len();
+        buf.put_u8(b'{');
+        for i in 0..n {
+            if i > 0 {
+                buf.put_u8(b',');
+            }
+            buf.put_slice(&session.names[i]);
+            json::write_value(
+                &mut buf,
+                session.shapes[i],
+                row.as_ref(i).unwrap_or(&Value::NULL),
+            );
+        }
+        buf.put_u8(b'}');
+        let body = buf.split().freeze();
+        let lock = match row.as_ref(n) {
+            Some(Value::Bytes(name)) => String::from_utf8_lossy(name).into_owned(),
+            _ => String::new(),
+        };
+        let values = session
+            .bound_at
+            .iter()
+            .map(|&i| row.as_ref(i).cloned().unwrap_or(Value::NULL))
+            .collect();
+        events.push(Claimed {
+            id: idempotency_id(&lock).to_string(),
+            body,
+            handle: MyHandle { lock, values },
+        });
+    }
+    events
+}
