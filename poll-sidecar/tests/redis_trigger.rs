@@ -314,6 +314,58 @@ async fn a_5_mb_item_and_non_json_items_arrive_intact() {
     }
 }
 
+#[tokio::test]
+async fn sigterm_finishes_in_flight_items_and_gives_the_rest_back() {
+    let list = TestList::new("kp_term");
+    let mut con = redis_con(&list.url).await;
+    let total = 500;
+    push(&mut con, &list.name, &numbered(total)).await;
+    let handler = Handler::start(0, &["--delay-ms=100"]);
+    let env = settings(
+        &list.name,
+        &handler.url(),
+        &list.url,
+        &[
+            ("KIPPER_BATCH_SIZE", "50"),
+            ("KIPPER_CONCURRENCY", "8"),
+            ("KIPPER_REDIS_LEASE", "60s"),
+        ],
+    );
+    let mut sidecar = Sidecar::start(&env);
+    wait_until("some deliveries", LONG, async || {
+        accepted(&handler).len() >= 16
+    })
+    .await;
+    let status = sidecar
+        .terminate(Duration::from_secs(20))
+        .expect("exits within the grace period");
+    assert!(status.success(), "{}", sidecar.log());
+    // Everything not delivered is back in the list at once (not after the 60 s lease), and
+    // this consumer left the registry.
+    let delivered = accepted_numbers(&handler);
+    let left: Vec<String> = con.lrange(&list.name, 0, -1).await.unwrap();
+    assert_eq!(
+        delivered.len() + left.len(),
+        total,
+        "nothing lost, nothing held"
+    );
+    assert_eq!(backlog(&mut con, &list.name).await, left.len());
+    let consumers: usize = con.scard(format!("{}:consumers", list.name)).await.unwrap();
+    assert_eq!(consumers, 0);
+    let left: BTreeSet<u64> = left
+        .iter()
+        .map(|t| {
+            serde_json::from_str::<Value>(t).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        delivered.keys().all(|n| !left.contains(n)),
+        "a delivered item was given back"
+    );
+}
+
 /// A private redis-server with a password, on a free port; killed on drop.
 struct PrivateRedis {
     child: std::process::Child,

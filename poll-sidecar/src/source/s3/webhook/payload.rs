@@ -173,4 +173,17 @@ mod tests {
                 .contains("Records[0]")
         );
     }
+
+    #[test]
+    fn deletions_are_identified_by_their_sequencer() {
+        let body = json!({"EventName": "s3:ObjectRemoved:Delete", "Key": "b/gone.txt", "Records": [
+            {"eventName": "s3:ObjectRemoved:Delete",
+             "s3": {"bucket": {"name": "b"}, "object": {"key": "gone.txt", "sequencer": "17A2B3C4D5E6F708"}}}
+        ]});
+        let records = parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            records[0].id,
+            "s3:b/gone.txt@17A2B3C4D5E6F708:s3:ObjectRemoved:Delete"
+        );
+    }
 }
