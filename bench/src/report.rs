@@ -62,7 +62,11 @@ impl Table {
 
 /// A bar of `width` cells proportional to `value / max`, for ratio columns.
 pub fn bar(value: f64, max: f64, width: usize) -> String {
-    let filled = if max > 0.0 { ((value / max) * width as f64).round() as usize } else { 0 };
+    let filled = if max > 0.0 {
+        ((value / max) * width as f64).round() as usize
+    } else {
+        0
+    };
     "#".repeat(filled.min(width))
 }
 

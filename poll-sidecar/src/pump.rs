@@ -78,13 +78,13 @@ impl<H> Settlement<H> {
         match settled {
             Settled::Delivered { .. } => {
                 self.delivered += 1;
-                self.failed_attempts += attempts - 1;
-                self.retries += attempts - 1;
+                self.failed_attempts += attempts.saturating_sub(1);
+                self.retries += attempts.saturating_sub(1);
                 self.done.push(event);
             }
             Settled::Dead { attempts, error } => {
                 self.failed_attempts += u64::from(attempts);
-                self.retries += u64::from(attempts) - 1;
+                self.retries += u64::from(attempts).saturating_sub(1);
                 self.dead.push(DeadLetter {
                     event,
                     attempts,
@@ -283,7 +283,8 @@ impl<S: Source> Pump<S> {
                 // The backlog gauge: when idle, and at most every few seconds during a backlog.
                 if idle_until.is_some() || backlog_at.elapsed() >= BACKLOG_EVERY {
                     backlog_at = Instant::now();
-                    self.refresh_backlog().await;
+                    let counted = drive(self.source.backlog(), &mut flight, &mut settled).await;
+                    self.set_backlog(counted);
                 }
             } else if stopping && !moving && held == 0 {
                 break;
@@ -291,7 +292,7 @@ impl<S: Source> Pump<S> {
                 // Nothing to ask the source: wait for a delivery to finish, the
                 // settle or idle wait to end, the gate to open, or shutdown.
                 let mut wake = Instant::now() + Duration::from_secs(3600);
-                if let Some(t) = idle_until {
+                if let Some(t) = idle_until.filter(|t| *t > Instant::now()) {
                     wake = wake.min(t);
                 }
                 if let Some(t) = settled.since {
@@ -317,8 +318,8 @@ impl<S: Source> Pump<S> {
         tracing::info!(message = "Pump stopped.");
     }
 
-    async fn refresh_backlog(&mut self) {
-        match self.source.backlog().await {
+    fn set_backlog(&self, counted: crate::Result<Option<u64>>) {
+        match counted {
             Ok(Some(n)) => {
                 self.metrics
                     .backlog

@@ -92,15 +92,7 @@ async fn row_types_map_to_json() {
     ))
     .await;
     let handler = support::Handler::start(0, &[]);
-    let mut env = support::base_env("mysql", db.url(), &handler.url());
-    env.push((
-        "KIPPER_QUERY".into(),
-        format!("SELECT * FROM {t} WHERE status = 'pending'"),
-    ));
-    env.push((
-        "KIPPER_MARK_DONE".into(),
-        format!("UPDATE {t} SET status = 'done' WHERE id = {{{{id}}}}"),
-    ));
+    let env = scenarios::env(&db, &handler.url(), &t, &[]);
     let _sidecar = support::Sidecar::start(&env);
     support::wait_until(
         "the row delivered",

@@ -73,17 +73,16 @@ async fn lost_connection_mid_run_loses_nothing() {
     let handler = support::Handler::start(0, &["--delay-ms=3"]);
     // The application name tells this sidecar's sessions from other tests'.
     let url = format!("{}?application_name={t}", db.url());
-    let mut env = support::base_env("postgres", &url, &handler.url());
-    env.push((
-        "KIPPER_QUERY".into(),
-        format!("SELECT * FROM {t} WHERE status = 'pending'"),
-    ));
-    env.push((
-        "KIPPER_MARK_DONE".into(),
-        format!("UPDATE {t} SET status = 'done' WHERE id = {{{{id}}}}"),
-    ));
-    env.push(("KIPPER_BATCH_SIZE".into(), "100".into()));
-    env.push(("KIPPER_CONCURRENCY".into(), "16".into()));
+    let env = scenarios::env(
+        &db,
+        &handler.url(),
+        &t,
+        &[
+            ("KIPPER_SOURCE_URL", &url),
+            ("KIPPER_BATCH_SIZE", "100"),
+            ("KIPPER_CONCURRENCY", "16"),
+        ],
+    );
     let sidecar = support::Sidecar::start(&env);
     let long = std::time::Duration::from_secs(60);
     support::wait_until("some deliveries", long, async || {
@@ -126,17 +125,12 @@ async fn admin_port_serves_metrics_health_and_readiness() {
     db.orders(&t, 20).await;
     let handler = support::Handler::start(0, &[]);
     let port = support::free_port();
-    let mut env = support::base_env("postgres", db.url(), &handler.url());
-    env.retain(|(k, _)| k != "KIPPER_ADMIN_PORT");
-    env.push(("KIPPER_ADMIN_PORT".into(), port.to_string()));
-    env.push((
-        "KIPPER_QUERY".into(),
-        format!("SELECT * FROM {t} WHERE status = 'pending'"),
-    ));
-    env.push((
-        "KIPPER_MARK_DONE".into(),
-        format!("UPDATE {t} SET status = 'done' WHERE id = {{{{id}}}}"),
-    ));
+    let env = scenarios::env(
+        &db,
+        &handler.url(),
+        &t,
+        &[("KIPPER_ADMIN_PORT", &port.to_string())],
+    );
     let _sidecar = support::Sidecar::start(&env);
     let long = std::time::Duration::from_secs(30);
     support::wait_until("all rows done", long, async || {
@@ -197,15 +191,7 @@ async fn row_types_map_to_json() {
     ))
     .await;
     let handler = support::Handler::start(0, &[]);
-    let mut env = support::base_env("postgres", db.url(), &handler.url());
-    env.push((
-        "KIPPER_QUERY".into(),
-        format!("SELECT * FROM {t} WHERE status = 'pending'"),
-    ));
-    env.push((
-        "KIPPER_MARK_DONE".into(),
-        format!("UPDATE {t} SET status = 'done' WHERE id = {{{{id}}}}"),
-    ));
+    let env = scenarios::env(&db, &handler.url(), &t, &[]);
     let _sidecar = support::Sidecar::start(&env);
     support::wait_until(
         "the row delivered",

@@ -15,7 +15,10 @@ use kipper_bench::poll::sql::{Dialect, SqlWorkload};
 use kipper_bench::poll::{self, Options};
 
 #[derive(Debug, Parser)]
-#[command(name = "bench-poll", about = "Benchmark kipper-poll against a no-op handler, with ceilings.")]
+#[command(
+    name = "bench-poll",
+    about = "Benchmark kipper-poll against a no-op handler, with ceilings."
+)]
 struct Cli {
     #[command(subcommand)]
     source: SourceCmd,
@@ -43,22 +46,38 @@ struct Cli {
 enum SourceCmd {
     /// PostgreSQL: the orders table of the Functions page.
     Postgres {
-        #[arg(long, env = "KIPPER_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        #[arg(
+            long,
+            env = "KIPPER_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
         url: String,
     },
     /// MySQL / MariaDB: the same table.
     Mysql {
-        #[arg(long, env = "KIPPER_BENCH_MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306/test")]
+        #[arg(
+            long,
+            env = "KIPPER_BENCH_MYSQL_URL",
+            default_value = "mysql://root@127.0.0.1:3306/test"
+        )]
         url: String,
     },
     /// Redis: a list of small JSON items through the reliable queue (plus raw pop + POST).
     Redis {
-        #[arg(long, env = "KIPPER_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        #[arg(
+            long,
+            env = "KIPPER_BENCH_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379"
+        )]
         url: String,
     },
     /// MinIO / S3 poll mode: a bucket of small objects (SeaweedFS of scripts/services.sh).
     S3 {
-        #[arg(long, env = "KIPPER_BENCH_S3_URL", default_value = "http://kipper-test-access:kipper-test-secret-only-for-local-tests@127.0.0.1:8333")]
+        #[arg(
+            long,
+            env = "KIPPER_BENCH_S3_URL",
+            default_value = "http://kipper-test-access:kipper-test-secret-only-for-local-tests@127.0.0.1:8333"
+        )]
         url: String,
         /// Objects per run (replaces --rows: listing a bucket is not a 200k-row query).
         #[arg(long, default_value_t = 10_000)]
@@ -77,9 +96,32 @@ async fn main() -> anyhow::Result<()> {
         concurrency: cli.concurrency,
     };
     match cli.source {
-        SourceCmd::Postgres { url } => poll::run(SqlWorkload::new(Dialect::Postgres, url, cli.batch_size), options).await,
-        SourceCmd::Mysql { url } => poll::run(SqlWorkload::new(Dialect::Mysql, url, cli.batch_size), options).await,
-        SourceCmd::Redis { url } => poll::run(RedisWorkload::new(url, cli.batch_size), options).await,
-        SourceCmd::S3 { url, objects } => poll::run(S3Workload::new(url, cli.batch_size), Options { rows: objects, ..options }).await,
+        SourceCmd::Postgres { url } => {
+            poll::run(
+                SqlWorkload::new(Dialect::Postgres, url, cli.batch_size),
+                options,
+            )
+            .await
+        }
+        SourceCmd::Mysql { url } => {
+            poll::run(
+                SqlWorkload::new(Dialect::Mysql, url, cli.batch_size),
+                options,
+            )
+            .await
+        }
+        SourceCmd::Redis { url } => {
+            poll::run(RedisWorkload::new(url, cli.batch_size), options).await
+        }
+        SourceCmd::S3 { url, objects } => {
+            poll::run(
+                S3Workload::new(url, cli.batch_size),
+                Options {
+                    rows: objects,
+                    ..options
+                },
+            )
+            .await
+        }
     }
 }

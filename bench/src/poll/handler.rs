@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 /// counts the requests.
 #[derive(Debug, Clone)]
 pub struct NoopHandler {
+    /// Where it listens.
     pub addr: SocketAddr,
     requests: Arc<AtomicU64>,
 }
@@ -28,7 +29,9 @@ pub struct NoopHandler {
 impl NoopHandler {
     /// Binds 127.0.0.1:0 and serves on the current runtime.
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the no-op handler")?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the no-op handler")?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
@@ -37,16 +40,21 @@ impl NoopHandler {
                 let _ = stream.set_nodelay(true);
                 let counter = counter.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let counter = counter.clone();
-                        async move {
-                            // Read the body like a real handler would.
-                            let _ = request.into_body().collect().await;
-                            counter.fetch_add(1, Ordering::Relaxed);
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}"))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let service =
+                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                            let counter = counter.clone();
+                            async move {
+                                // Read the body like a real handler would.
+                                let _ = request.into_body().collect().await;
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                Ok::<_, Infallible>(hyper::Response::new(Full::new(
+                                    Bytes::from_static(b"{\"ok\":true}"),
+                                )))
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -66,13 +74,20 @@ impl NoopHandler {
 
 /// POSTs `total` small JSON bodies to the handler from `concurrency`
 /// keep-alive connections and returns requests per second.
-pub async fn direct_rate(handler: &NoopHandler, total: u64, concurrency: usize) -> anyhow::Result<f64> {
+pub async fn direct_rate(
+    handler: &NoopHandler,
+    total: u64,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<_, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(concurrency).build(connector);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build(connector);
     let uri: http::Uri = handler.url().parse()?;
-    let body = Bytes::from_static(br#"{"id":123456,"customer":"c123456","amount":1234.25,"status":"pending"}"#);
+    let body = Bytes::from_static(
+        br#"{"id":123456,"customer":"c123456","amount":1234.25,"status":"pending"}"#,
+    );
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -92,5 +107,9 @@ pub async fn direct_rate(handler: &NoopHandler, total: u64, concurrency: usize) 
     for task in tasks {
         task.await??;
     }
-    Ok(total as f64 / started.elapsed().max(Duration::from_micros(1)).as_secs_f64())
+    Ok(total as f64
+        / started
+            .elapsed()
+            .max(Duration::from_micros(1))
+            .as_secs_f64())
 }

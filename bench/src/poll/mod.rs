@@ -59,7 +59,12 @@ pub trait Workload {
     async fn cleanup(&mut self);
     /// Further ceilings of this source against the same handler (label, events/s); each seeds
     /// and cleans up for itself. Redis: raw pop + direct POST.
-    async fn extra_ceilings(&mut self, _rows: u64, _target_url: &str, _concurrency: usize) -> anyhow::Result<Vec<(String, f64)>> {
+    async fn extra_ceilings(
+        &mut self,
+        _rows: u64,
+        _target_url: &str,
+        _concurrency: usize,
+    ) -> anyhow::Result<Vec<(String, f64)>> {
         Ok(Vec::new())
     }
 }
@@ -82,11 +87,22 @@ pub fn build_kipper_poll() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("bench-poll: building kipper-poll (release) ...");
     let out = Command::new(cargo)
-        .args(["build", "--release", "-p", "kipper-poll", "--bin", "kipper-poll", "--message-format=json"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "kipper-poll",
+            "--bin",
+            "kipper-poll",
+            "--message-format=json",
+        ])
         .stderr(Stdio::inherit())
         .output()
         .context("running cargo build")?;
-    anyhow::ensure!(out.status.success(), "cargo build --release -p kipper-poll failed");
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo build --release -p kipper-poll failed"
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -105,7 +121,9 @@ async fn run_sidecar<W: Workload>(
 ) -> anyhow::Result<Measured> {
     workload.seed(options.rows).await?;
     let mut env = workload.env(&handler.url());
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     if ours {
         env.push(("KIPPER_ADMIN_PORT".into(), admin_port.to_string()));
         env.push(("KIPPER_CONCURRENCY".into(), options.concurrency.to_string()));
@@ -138,18 +156,33 @@ async fn run_sidecar<W: Workload>(
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = process::cpu_seconds(pid);
     let peak_rss_mib = process::peak_rss_mib(pid);
-    let metrics = if ours { process::scrape(admin_port).await } else { None };
+    let metrics = if ours {
+        process::scrape(admin_port).await
+    } else {
+        None
+    };
     let quantile = |q| {
         metrics
             .as_deref()
-            .and_then(|m| process::histogram_quantile(m, "kipper_poll_delivery_duration_seconds", q))
+            .and_then(|m| {
+                process::histogram_quantile(m, "kipper_poll_delivery_duration_seconds", q)
+            })
             .map(|s| s * 1000.0)
     };
     let (p50_ms, p99_ms) = (quantile(0.5), quantile(0.99));
     process::stop(&mut child);
     let delivered = options.rows - workload.remaining().await?.min(options.rows);
     workload.cleanup().await;
-    Ok(Measured { label: label.into(), delivered, seconds, cpu_seconds, peak_rss_mib, p50_ms, p99_ms, finished })
+    Ok(Measured {
+        label: label.into(),
+        delivered,
+        seconds,
+        cpu_seconds,
+        peak_rss_mib,
+        p50_ms,
+        p99_ms,
+        finished,
+    })
 }
 
 fn fmt(value: Option<f64>, decimals: usize) -> String {
@@ -166,13 +199,31 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
     };
 
     eprintln!("bench-poll: handler ceiling (direct requests) ...");
-    let handler_rate = handler::direct_rate(&handler, options.rows.min(100_000), options.concurrency).await?;
+    let handler_rate =
+        handler::direct_rate(&handler, options.rows.min(100_000), options.concurrency).await?;
 
     let mut runs = Vec::new();
-    eprintln!("bench-poll: kipper-poll, {} {} events ...", options.rows, workload.name());
-    runs.push(run_sidecar(&mut workload, &kipper_poll, "kipper-poll", &handler, &options, true).await?);
+    eprintln!(
+        "bench-poll: kipper-poll, {} {} events ...",
+        options.rows,
+        workload.name()
+    );
+    runs.push(
+        run_sidecar(
+            &mut workload,
+            &kipper_poll,
+            "kipper-poll",
+            &handler,
+            &options,
+            true,
+        )
+        .await?,
+    );
     for other in &options.others {
-        let label = other.file_name().map_or_else(|| other.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let label = other.file_name().map_or_else(
+            || other.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         eprintln!("bench-poll: {label} ...");
         runs.push(run_sidecar(&mut workload, other, &label, &handler, &options, false).await?);
     }
@@ -183,17 +234,37 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
     workload.cleanup().await;
     let source_rate = source_rate?;
     eprintln!("bench-poll: further ceilings of the source ...");
-    let extra = workload.extra_ceilings(options.rows, &handler.url(), options.concurrency).await?;
+    let extra = workload
+        .extra_ceilings(options.rows, &handler.url(), options.concurrency)
+        .await?;
     let (load_after, _) = process::load();
 
     let mut table = Table::new(
-        format!("kipper-poll {} benchmark: {} events, no-op handler", workload.name(), options.rows),
-        &["run", "events/s", "p50 ms", "p99 ms", "CPU %", "peak RSS MiB", "vs source ceiling", "vs handler ceiling", ""],
+        format!(
+            "kipper-poll {} benchmark: {} events, no-op handler",
+            workload.name(),
+            options.rows
+        ),
+        &[
+            "run",
+            "events/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU %",
+            "peak RSS MiB",
+            "vs source ceiling",
+            "vs handler ceiling",
+            "",
+        ],
     );
     let best = source_rate.max(handler_rate);
     for m in &runs {
         let rate = m.delivered as f64 / m.seconds;
-        let label = if m.finished { m.label.clone() } else { format!("{} (timed out, {} done)", m.label, m.delivered) };
+        let label = if m.finished {
+            m.label.clone()
+        } else {
+            format!("{} (timed out, {} done)", m.label, m.delivered)
+        };
         table.row(vec![
             label,
             format!("{rate:.0}"),
@@ -230,14 +301,28 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
     ]);
     for (label, rate) in &extra {
         let blank = String::new;
-        table.row(vec![label.clone(), format!("{rate:.0}"), blank(), blank(), blank(), blank(), blank(), blank(), bar(*rate, best, 30)]);
+        table.row(vec![
+            label.clone(),
+            format!("{rate:.0}"),
+            blank(),
+            blank(),
+            blank(),
+            blank(),
+            blank(),
+            blank(),
+            bar(*rate, best, 30),
+        ]);
     }
     print!("{}", table.render());
     println!("  source: {}", workload.describe());
     if let Some(ours) = runs.first() {
         for (label, rate) in &extra {
             let ours = ours.delivered as f64 / ours.seconds;
-            println!("  kipper-poll / {}: {:.2}", label.trim_start_matches("ceiling: "), ours / rate);
+            println!(
+                "  kipper-poll / {}: {:.2}",
+                label.trim_start_matches("ceiling: "),
+                ours / rate
+            );
         }
     }
     println!(

@@ -30,7 +30,12 @@ pub fn load() -> (f64, usize) {
         .ok()
         .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(f64::NAN);
-    (avg, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    (
+        avg,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    )
 }
 
 /// Quantile `q` (0..1) of a Prometheus histogram in `text`, by linear
@@ -39,9 +44,15 @@ pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
     let prefix = format!("{name}_bucket{{le=\"");
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(&prefix) else { continue };
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
         let (le, count) = rest.split_once("\"}")?;
-        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().ok()?
+        };
         buckets.push((le, count.trim().parse().ok()?));
     }
     let total = buckets.last()?.1;
@@ -55,7 +66,11 @@ pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
             if le.is_infinite() {
                 return Some(previous.0);
             }
-            let within = if count > previous.1 { (rank - previous.1) / (count - previous.1) } else { 0.0 };
+            let within = if count > previous.1 {
+                (rank - previous.1) / (count - previous.1)
+            } else {
+                0.0
+            };
             return Some(previous.0 + (le - previous.0) * within);
         }
         previous = (le, count);
@@ -66,8 +81,13 @@ pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
 /// Fetches `http://127.0.0.1:<port>/metrics` with a plain HTTP/1.0 request.
 pub async fn scrape(port: u16) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.ok()?;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await.ok()?;
     Some(text.split_once("\r\n\r\n")?.1.to_string())
@@ -75,7 +95,10 @@ pub async fn scrape(port: u16) -> Option<String> {
 
 /// Stops a process: SIGTERM, then SIGKILL if it lingers.
 pub fn stop(child: &mut Child) {
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     for _ in 0..100 {
         if let Ok(Some(_)) = child.try_wait() {
             return;
@@ -92,7 +115,8 @@ mod tests {
 
     #[test]
     fn quantiles_interpolate_within_buckets() {
-        let text = "x_bucket{le=\"0.001\"} 50\nx_bucket{le=\"0.002\"} 100\nx_bucket{le=\"+Inf\"} 100\n";
+        let text =
+            "x_bucket{le=\"0.001\"} 50\nx_bucket{le=\"0.002\"} 100\nx_bucket{le=\"+Inf\"} 100\n";
         assert_eq!(histogram_quantile(text, "x", 0.5), Some(0.001));
         let p75 = histogram_quantile(text, "x", 0.75).unwrap();
         assert!((p75 - 0.0015).abs() < 1e-9, "{p75}");

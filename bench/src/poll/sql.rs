@@ -22,7 +22,9 @@ const SEED_CHUNK: u64 = 5_000;
 /// Which database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// PostgreSQL.
     Postgres,
+    /// MySQL or MariaDB.
     Mysql,
 }
 
@@ -38,23 +40,34 @@ pub struct SqlWorkload {
 impl SqlWorkload {
     /// A workload on the database at `url`.
     pub fn new(dialect: Dialect, url: String, batch_size: usize) -> Self {
-        Self { dialect, url, table: String::new(), batch_size }
+        Self {
+            dialect,
+            url,
+            table: String::new(),
+            batch_size,
+        }
     }
 
     async fn exec(&self, sql: &str) -> anyhow::Result<()> {
         match self.dialect {
             Dialect::Postgres => {
-                let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-                    .await
-                    .with_context(|| format!("PostgreSQL at {}", self.url))?;
+                let (client, connection) =
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                        .await
+                        .with_context(|| format!("PostgreSQL at {}", self.url))?;
                 tokio::spawn(connection);
-                client.batch_execute(sql).await.with_context(|| sql.chars().take(120).collect::<String>())?;
+                client
+                    .batch_execute(sql)
+                    .await
+                    .with_context(|| sql.chars().take(120).collect::<String>())?;
             }
             Dialect::Mysql => {
                 let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url)?)
                     .await
                     .with_context(|| format!("MySQL at {}", self.url))?;
-                conn.query_drop(sql).await.with_context(|| sql.chars().take(120).collect::<String>())?;
+                conn.query_drop(sql)
+                    .await
+                    .with_context(|| sql.chars().take(120).collect::<String>())?;
                 conn.disconnect().await?;
             }
         }
@@ -66,7 +79,10 @@ impl SqlWorkload {
     }
 
     fn mark_done(&self) -> String {
-        format!("UPDATE {} SET status = 'done' WHERE id = {{{{id}}}}", self.table)
+        format!(
+            "UPDATE {} SET status = 'done' WHERE id = {{{{id}}}}",
+            self.table
+        )
     }
 }
 
@@ -88,7 +104,9 @@ impl Workload for SqlWorkload {
     }
 
     async fn seed(&mut self, rows: u64) -> anyhow::Result<()> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .subsec_nanos();
         self.table = format!("bench_orders_{}_{nanos:x}", std::process::id());
         let t = &self.table;
         let ddl = match self.dialect {
@@ -107,8 +125,14 @@ impl Workload for SqlWorkload {
         let mut start = 1;
         while start <= rows {
             let end = (start + SEED_CHUNK - 1).min(rows);
-            let values: Vec<String> = (start..=end).map(|i| format!("('c{i}', {}.{:02})", i % 10_000, i % 100)).collect();
-            self.exec(&format!("INSERT INTO {t} (customer, amount) VALUES {}", values.join(","))).await?;
+            let values: Vec<String> = (start..=end)
+                .map(|i| format!("('c{i}', {}.{:02})", i % 10_000, i % 100))
+                .collect();
+            self.exec(&format!(
+                "INSERT INTO {t} (customer, amount) VALUES {}",
+                values.join(",")
+            ))
+            .await?;
             start = end + 1;
         }
         let analyze = match self.dialect {
@@ -131,16 +155,21 @@ impl Workload for SqlWorkload {
     }
 
     async fn remaining(&mut self) -> anyhow::Result<u64> {
-        let sql = format!("SELECT COUNT(*) FROM {} WHERE status = 'pending'", self.table);
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE status = 'pending'",
+            self.table
+        );
         match self.dialect {
             Dialect::Postgres => {
-                let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
+                let (client, connection) =
+                    tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
                 tokio::spawn(connection);
                 let n: i64 = client.query_one(&sql, &[]).await?.get(0);
                 Ok(u64::try_from(n)?)
             }
             Dialect::Mysql => {
-                let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url)?).await?;
+                let mut conn =
+                    mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url)?).await?;
                 let n: Option<u64> = conn.query_first(&sql).await?;
                 conn.disconnect().await?;
                 Ok(n.unwrap_or(0))
@@ -152,7 +181,12 @@ impl Workload for SqlWorkload {
         // The sidecar's own configuration path, so the SQL is the same.
         let mut argv = vec!["kipper-poll".to_string()];
         for (k, v) in self.env("http://127.0.0.1:1/event") {
-            argv.push(format!("--{}={v}", k.trim_start_matches("KIPPER_").to_ascii_lowercase().replace('_', "-")));
+            argv.push(format!(
+                "--{}={v}",
+                k.trim_start_matches("KIPPER_")
+                    .to_ascii_lowercase()
+                    .replace('_', "-")
+            ));
         }
         let config = Args::try_parse_from(argv)?.into_config(&|_| None)?;
         let started;
@@ -170,13 +204,18 @@ impl Workload for SqlWorkload {
             }
             _ => anyhow::bail!("not a SQL source"),
         }
-        anyhow::ensure!(done == rows, "the ceiling run settled {done} of {rows} rows");
+        anyhow::ensure!(
+            done == rows,
+            "the ceiling run settled {done} of {rows} rows"
+        );
         Ok(done as f64 / started.elapsed().as_secs_f64())
     }
 
     async fn cleanup(&mut self) {
         if !self.table.is_empty() {
-            let _ = self.exec(&format!("DROP TABLE IF EXISTS {}", self.table)).await;
+            let _ = self
+                .exec(&format!("DROP TABLE IF EXISTS {}", self.table))
+                .await;
         }
     }
 }

@@ -15,10 +15,15 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// A PostgreSQL or MySQL server and login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlConnection {
+    /// Host name or address.
     pub host: String,
+    /// TCP port.
     pub port: u16,
+    /// Login name.
     pub user: String,
+    /// Password (empty for none).
     pub password: Secret,
+    /// Database name.
     pub database: String,
     /// Query parameters of the URL, e.g. `sslmode=disable`.
     pub params: Vec<(String, String)>,
@@ -27,9 +32,13 @@ pub struct SqlConnection {
 /// A Redis server and login (`redis://` or `rediss://`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConnection {
+    /// Host name or address.
     pub host: String,
+    /// TCP port.
     pub port: u16,
+    /// ACL user name, if any.
     pub username: Option<String>,
+    /// Password (AUTH), if any.
     pub password: Option<Secret>,
     /// The database number (`redis://host/2`).
     pub db: i64,
@@ -42,7 +51,9 @@ pub struct RedisConnection {
 pub struct S3Connection {
     /// `http://host:port`, without credentials.
     pub endpoint: String,
+    /// Access key id.
     pub access_key: String,
+    /// Secret access key.
     pub secret_key: Secret,
 }
 

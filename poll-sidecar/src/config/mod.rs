@@ -136,9 +136,13 @@ pub struct Args {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `KIPPER_FUNCTION_NAME`: names checkpoints and logs.
     pub function_name: String,
+    /// The trigger and its source.
     pub source: SourceConfig,
+    /// How events are delivered.
     pub delivery: DeliveryConfig,
+    /// How the claim loop paces itself.
     pub pump: PumpConfig,
     /// Admin listener; `None` when disabled.
     pub admin: Option<SocketAddr>,
@@ -149,25 +153,35 @@ pub struct Config {
 /// The trigger and everything its source needs: the closed set of sources.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
+    /// `KIPPER_TRIGGER=postgres`.
     Postgres(SqlConfig),
+    /// `KIPPER_TRIGGER=mysql` (MySQL or MariaDB).
     Mysql(SqlConfig),
+    /// `KIPPER_TRIGGER=redis`.
     Redis(RedisConfig),
+    /// `KIPPER_TRIGGER=minio` (any S3-compatible server).
     S3(S3Config),
 }
 
 /// A SQL trigger.
 #[derive(Debug, Clone)]
 pub struct SqlConfig {
+    /// Server and login.
     pub connection: SqlConnection,
+    /// `KIPPER_QUERY`, without a trailing `;`.
     pub query: String,
+    /// `KIPPER_MARK_DONE`, parsed.
     pub mark_done: Option<Template>,
+    /// `KIPPER_MARK_FAILED`, parsed.
     pub mark_failed: Option<Template>,
 }
 
 /// The Redis trigger.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
+    /// Server and login.
     pub connection: RedisConnection,
+    /// `KIPPER_REDIS_LIST`.
     pub list: String,
     /// The dead-letter list; `None`: `<list>:dead`.
     pub dead_list: Option<String>,
@@ -180,8 +194,11 @@ pub struct RedisConfig {
 /// The MinIO / S3 trigger.
 #[derive(Debug, Clone)]
 pub struct S3Config {
+    /// Endpoint and keys.
     pub connection: S3Connection,
+    /// `KIPPER_MINIO_BUCKET`.
     pub bucket: String,
+    /// `KIPPER_MINIO_WEBHOOK_PORT`.
     pub webhook_port: u16,
     /// Names the checkpoint and lease objects: the function name.
     pub consumer: String,
@@ -214,20 +231,30 @@ pub enum S3Mode {
 /// How events are delivered to the target.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
+    /// `KIPPER_TARGET_URL`.
     pub target: http::Uri,
+    /// `KIPPER_TARGET_READY_URL`: probed before claiming when set.
     pub ready_url: Option<http::Uri>,
+    /// `KIPPER_CONCURRENCY`: deliveries in flight.
     pub concurrency: usize,
+    /// `KIPPER_DELIVERY_TIMEOUT`: per attempt.
     pub timeout: Duration,
+    /// `KIPPER_MAX_ATTEMPTS`: then the event is dead-lettered.
     pub max_attempts: u32,
+    /// `KIPPER_BACKOFF_INITIAL`: the first retry wait.
     pub backoff_initial: Duration,
+    /// `KIPPER_BACKOFF_MAX`: the longest retry wait.
     pub backoff_max: Duration,
 }
 
 /// How the claim loop paces itself.
 #[derive(Debug, Clone)]
 pub struct PumpConfig {
+    /// `KIPPER_BATCH_SIZE`: events per claim and per acknowledgement.
     pub batch_size: usize,
+    /// `KIPPER_POLL_INTERVAL`: the wait after a claim found nothing or failed.
     pub poll_interval: Duration,
+    /// `KIPPER_SHUTDOWN_GRACE`: how long SIGTERM lets deliveries finish.
     pub shutdown_grace: Duration,
 }
 

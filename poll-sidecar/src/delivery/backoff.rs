@@ -12,7 +12,9 @@ const RETRY_AFTER_CAP: Duration = Duration::from_secs(600);
 /// Exponential backoff: `initial * 2^(retry-1)`, capped at `max`.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
+    /// The wait before the first retry.
     pub initial: Duration,
+    /// The longest wait.
     pub max: Duration,
 }
 

@@ -58,11 +58,22 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
     /// A 2xx after `attempts` attempts.
-    Delivered { attempts: u32 },
-    /// The attempt cap was reached; `error` is the last failure.
-    Dead { attempts: u32, error: String },
+    Delivered {
+        /// Attempts made, the successful one included.
+        attempts: u32,
+    },
+    /// The attempt cap was reached.
+    Dead {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        error: String,
+    },
     /// Shutdown came first; the event was not delivered.
-    Cancelled { attempts: u32 },
+    Cancelled {
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 impl Settled {
@@ -75,6 +86,18 @@ impl Settled {
         }
     }
 }
+
+/// How long the gate stays shut after a 503 with nothing in flight before a
+/// probe may let one batch try again.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
+
+/// The longest wait between attempts while the target is not ready (unless
+/// it sends a longer Retry-After).
+const NOT_READY_WAIT: Duration = Duration::from_secs(2);
+
+/// The largest event body delivered; larger ones are dead-lettered unsent
+/// (a row or item that size is a mistake, and memory is bounded).
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bytes of an error answer kept for the failure reason.
 const REASON_BYTES: usize = 200;
@@ -173,6 +196,10 @@ impl Deliverer {
                     Closed::Refused
                 });
             }
+            // Any other answer (a 500 too) shows the handler is up and serving.
+            Outcome::Failed(Failure { reason, .. }) if reason.starts_with("HTTP ") => {
+                inner.gate.confirm()
+            }
             Outcome::Failed(_) => {}
         }
         outcome
@@ -188,6 +215,14 @@ impl Deliverer {
         cancel: &CancellationToken,
     ) -> Settled {
         let inner = &*self.inner;
+        if body.len() > MAX_EVENT_BYTES {
+            // A bad event must not block the others: dead-letter it unsent.
+            let error = format!(
+                "event of {} bytes exceeds the {MAX_EVENT_BYTES}-byte limit",
+                body.len()
+            );
+            return Settled::Dead { attempts: 0, error };
+        }
         let mut attempts = 0u32;
         let mut counted = 0u32;
         loop {
@@ -196,10 +231,12 @@ impl Deliverer {
                 Outcome::Delivered => return Settled::Delivered { attempts },
                 Outcome::Failed(failure) => failure,
             };
-            // A 503 counts only when the ready URL says the target is ready: then
-            // it is the handler's verdict on this event, not a start-up state.
+            // A 503 counts only when the ready URL says the target is ready and
+            // it asks for no Retry-After: then it is the handler's verdict on
+            // this event, not a start-up state or backpressure.
             let counts = !failure.not_ready
                 || (failure.reason.starts_with("HTTP 503")
+                    && failure.retry_after.is_none()
                     && inner.ready_url.is_some()
                     && self.probe().await);
             if counts {
@@ -212,7 +249,13 @@ impl Deliverer {
                 }
             }
             tracing::debug!(message = "Delivery failed; retrying.", id, attempts, reason = %failure.reason);
-            let wait = inner.backoff.wait_or(counted.max(1), failure.retry_after);
+            let wait = match (failure.retry_after, counts) {
+                (Some(asked), _) => inner.backoff.wait_or(attempts, Some(asked)),
+                (None, true) => inner.backoff.wait(counted),
+                // Not ready: keep checking often, so delivery resumes soon
+                // after the handler is up.
+                (None, false) => inner.backoff.wait(attempts).min(NOT_READY_WAIT),
+            };
             tokio::select! {
                 () = cancel.cancelled() => return Settled::Cancelled { attempts },
                 () = tokio::time::sleep(wait) => {}
@@ -251,8 +294,14 @@ impl Deliverer {
     pub async fn wait_ready(&self, cancel: &CancellationToken) -> bool {
         let gate = self.gate();
         let mut wait = Duration::from_millis(50);
+        let since = tokio::time::Instant::now();
         while let Some(why) = gate.closed() {
-            let probe_clears = self.inner.ready_url.is_some() || why != Closed::Unavailable;
+            // After a 503 only a delivery proves readiness, but when none is
+            // left in flight to prove it, a probe lets one batch try again
+            // (half-open) every UNAVAILABLE_RETRY.
+            let probe_clears = self.inner.ready_url.is_some()
+                || why != Closed::Unavailable
+                || since.elapsed() >= UNAVAILABLE_RETRY;
             if probe_clears && self.probe().await {
                 gate.open();
                 break;

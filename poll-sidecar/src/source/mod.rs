@@ -58,6 +58,7 @@ pub struct Claimed<H> {
 /// An event that exhausted its attempts, with the reason of the last failure.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<H> {
+    /// The event.
     pub event: Claimed<H>,
     /// Attempts made.
     pub attempts: u32,

@@ -203,7 +203,7 @@ impl Sidecar {
 
     /// SIGTERM, then waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        // SAFETY-free: libc is not a dependency of the tests; use kill(1).
+        // kill(1) rather than libc: unsafe code is forbidden in the workspace.
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())

@@ -13,7 +13,9 @@ use super::{
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn env(db: &Db, target: &str, t: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+/// The environment of a sidecar on the orders table `t`: the seed's query,
+/// mark-done and mark-failed, then `extra` (which replaces same-named keys).
+pub fn env(db: &Db, target: &str, t: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = base_env(db.trigger(), db.url(), target);
     env.push((
         "KIPPER_QUERY".into(),

@@ -3,10 +3,16 @@
 //! runs the mark-dones of a batch in one transaction (one round trip on
 //! MariaDB, whose bulk execution takes the whole batch). The design is in
 //! [`crate::source::sql`].
+//!
+//! Two connections: the claim connection holds the locks; the [`writer`]
+//! runs the mark-dones in the background while the next batch is claimed.
+//! The locks of a batch are released on the claim connection once its
+//! COMMIT is done (at the next claim, acknowledgement or flush).
 
 mod json;
 mod session;
 mod statements;
+mod writer;
 
 use std::collections::HashSet;
 
@@ -17,7 +23,9 @@ use super::sql::{BoundColumns, NO_MARK_DONE, NO_MARK_FAILED, fnv64, key_columns}
 use super::{Claimed, DeadLetter, Source};
 use crate::config::SqlConfig;
 use crate::{Error, Result};
-use session::{Session, events, idempotency_id, server_message, taken};
+use session::{Session, events, idempotency_id, taken};
+use tokio::task::JoinHandle;
+use writer::{Settled, Which, Writer};
 
 /// Locks released per statement.
 const UNLOCK_CHUNK: usize = 256;
@@ -39,6 +47,9 @@ pub struct MysqlSource {
     keys: Vec<String>,
     bound: BoundColumns,
     session: Option<Session>,
+    writer: Option<Writer>,
+    /// The acknowledgement running in the background, if any.
+    pending: Option<JoinHandle<Settled>>,
     /// Locks this session holds: events in flight and parked rows.
     held: HashSet<String>,
     offset: u64,
@@ -55,6 +66,8 @@ impl MysqlSource {
             bound: BoundColumns::new(config.mark_done.as_ref(), config.mark_failed.as_ref()),
             config: config.clone(),
             session: None,
+            writer: None,
+            pending: None,
             held: HashSet::new(),
             offset: 0,
             pass_ended: false,
@@ -65,6 +78,7 @@ impl MysqlSource {
             tracing::warn!(message = NO_MARK_FAILED);
         }
         source.ensure().await?;
+        source.writer = Some(Writer::open(config, source.bound.clone()).await?);
         Ok(source)
     }
 
@@ -94,57 +108,34 @@ impl MysqlSource {
         Error::Mysql(error)
     }
 
-    /// Runs the mark-done or mark-failed for each event in one transaction;
-    /// on a failure, once more one by one. Returns the locks of the rows
-    /// whose statement failed.
-    async fn run_batch(&mut self, failed: bool, handles: &[&MyHandle]) -> Result<Vec<String>> {
-        self.ensure().await?;
-        let columns = if failed {
-            &self.bound.mark_failed
-        } else {
-            &self.bound.mark_done
+    /// Waits for the acknowledgement running in the background, takes its
+    /// writer back and releases its locks; returns its result.
+    async fn finish_pending(&mut self) -> Result<()> {
+        let Some(task) = self.pending.take() else {
+            return Ok(());
         };
-        let params: Vec<Vec<Value>> = handles
-            .iter()
-            .map(|h| columns.iter().map(|&i| h.values[i].clone()).collect())
-            .collect();
-        let session = Self::session(&mut self.session)?;
-        let statement = if failed {
-            session.mark_failed.clone()
-        } else {
-            session.mark_done.clone()
-        };
-        let Some(statement) = statement else {
-            return Ok(Vec::new());
-        };
-        let conn = &mut session.conn;
-        let batch = async {
-            conn.query_drop("START TRANSACTION").await?;
-            conn.exec_batch(&statement, params.iter().cloned()).await?;
-            conn.query_drop("COMMIT").await
-        };
-        match batch.await {
-            Ok(()) => return Ok(Vec::new()),
-            Err(mysql_async::Error::Server(_)) => {}
-            Err(e) => return Err(self.after_error(e)),
+        let settled = task.await.map_err(|e| Error::Source {
+            kind: "mysql",
+            message: format!("acknowledgement task failed: {e}"),
+        })?;
+        if settled.writer.is_none() {
+            tracing::warn!(message = "MySQL writer connection lost; reconnecting.");
         }
-        let _ = conn.query_drop("ROLLBACK").await;
-        let mut parked = Vec::new();
-        for (p, handle) in params.into_iter().zip(handles) {
-            if let Err(e) = conn.exec_drop(&statement, p).await {
-                let setting = if failed {
-                    "KIPPER_MARK_FAILED"
-                } else {
-                    "KIPPER_MARK_DONE"
-                };
-                tracing::warn!(message = "Statement failed for a row; it stays locked (parked) until the sidecar exits.", statement = setting, id = %idempotency_id(&handle.lock), error = %server_message(&e));
-                if !matches!(e, mysql_async::Error::Server(_)) {
-                    return Err(self.after_error(e));
-                }
-                parked.push(handle.lock.clone());
-            }
-        }
-        Ok(parked)
+        self.writer = settled.writer;
+        let unlocked = self.unlock(settled.unlock).await;
+        settled.result.and(unlocked)
+    }
+
+    /// Starts settling `rows` in the background, after the previous
+    /// settlement finished (whose result this returns).
+    async fn settle(&mut self, which: Which, rows: Vec<MyHandle>) -> Result<()> {
+        let previous = self.finish_pending().await;
+        let writer = match self.writer.take() {
+            Some(writer) => writer,
+            None => Writer::open(&self.config, self.bound.clone()).await?,
+        };
+        self.pending = Some(tokio::spawn(writer.run(which, rows)));
+        previous
     }
 
     async fn unlock(&mut self, locks: Vec<String>) -> Result<()> {
@@ -280,6 +271,10 @@ impl Source for MysqlSource {
     }
 
     async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<MyHandle>>> {
+        // Release what a finished background acknowledgement committed.
+        if self.pending.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.finish_pending().await?;
+        }
         self.ensure().await?;
         match self.claim_inner(max).await {
             Ok(events) => Ok(events),
@@ -288,14 +283,11 @@ impl Source for MysqlSource {
     }
 
     async fn ack(&mut self, events: &[Claimed<MyHandle>]) -> Result<()> {
-        let handles: Vec<&MyHandle> = events.iter().map(|e| &e.handle).collect();
-        let parked = self.run_batch(false, &handles).await?;
-        let locks = handles
-            .iter()
-            .map(|h| h.lock.clone())
-            .filter(|l| !parked.contains(l))
-            .collect();
-        self.unlock(locks).await
+        self.settle(
+            Which::Done,
+            events.iter().map(|e| e.handle.clone()).collect(),
+        )
+        .await
     }
 
     async fn dead_letter(&mut self, events: &[DeadLetter<MyHandle>]) -> Result<()> {
@@ -303,14 +295,15 @@ impl Source for MysqlSource {
             // Parked: the lock stays held, so no replica retries the row while we live.
             return Ok(());
         }
-        let handles: Vec<&MyHandle> = events.iter().map(|e| &e.event.handle).collect();
-        let parked = self.run_batch(true, &handles).await?;
-        let locks = handles
-            .iter()
-            .map(|h| h.lock.clone())
-            .filter(|l| !parked.contains(l))
-            .collect();
-        self.unlock(locks).await
+        self.settle(
+            Which::Failed,
+            events.iter().map(|e| e.event.handle.clone()).collect(),
+        )
+        .await
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        self.finish_pending().await
     }
 
     async fn release(&mut self, events: &[Claimed<MyHandle>]) -> Result<()> {

@@ -23,8 +23,6 @@ pub struct Session {
     pub claim: Statement,
     pub verify: HashMap<usize, Statement>,
     pub unlock: HashMap<usize, Statement>,
-    pub mark_done: Option<Statement>,
-    pub mark_failed: Option<Statement>,
     pub count: Option<Statement>,
     pub names: Vec<Bytes>,
     pub shapes: Vec<Shape>,
@@ -39,6 +37,33 @@ pub fn server_message(error: &mysql_async::Error) -> String {
     }
 }
 
+/// Connection options for `config`; a TLS requirement is refused (not
+/// supported yet) rather than silently ignored.
+pub fn options(config: &SqlConfig) -> Result<OptsBuilder> {
+    let c = &config.connection;
+    for (key, value) in &c.params {
+        let wants_tls = matches!(key.as_str(), "ssl-mode" | "sslmode" | "ssl_mode")
+            && !value.eq_ignore_ascii_case("disabled")
+            && !value.eq_ignore_ascii_case("preferred")
+            || key == "require_ssl" && value == "true";
+        if wants_tls {
+            return Err(Error::config(
+                "KIPPER_SOURCE_URL",
+                format!("{key}={value}: TLS to MySQL is not supported yet; use ssl-mode=DISABLED"),
+            ));
+        }
+    }
+    Ok(OptsBuilder::default()
+        .ip_or_hostname(c.host.clone())
+        .tcp_port(c.port)
+        .user(Some(c.user.clone()))
+        .pass((!c.password.expose().is_empty()).then(|| c.password.expose().to_string()))
+        .db_name(Some(c.database.clone()))
+        .tcp_nodelay(true)
+        // DATETIME/TIMESTAMP are sent as UTC and written with a Z.
+        .setup(vec!["SET time_zone = '+00:00'"]))
+}
+
 impl Session {
     /// Connects and prepares every statement, so a query or placeholder that
     /// does not fit fails at start, with one line.
@@ -48,17 +73,7 @@ impl Session {
         bound: &BoundColumns,
         seed: u64,
     ) -> Result<Self> {
-        let c = &config.connection;
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(c.host.clone())
-            .tcp_port(c.port)
-            .user(Some(c.user.clone()))
-            .pass((!c.password.expose().is_empty()).then(|| c.password.expose().to_string()))
-            .db_name(Some(c.database.clone()))
-            .tcp_nodelay(true)
-            // DATETIME/TIMESTAMP are sent as UTC and written with a Z.
-            .setup(vec!["SET time_zone = '+00:00'"]);
-        let mut conn = Conn::new(opts).await?;
+        let mut conn = Conn::new(options(config)?).await?;
         let query = &config.query;
         let columns = conn.prep(statements::columns(query)).await.map_err(|e| {
             Error::config(
@@ -75,7 +90,7 @@ impl Session {
         for column in columns.columns().iter() {
             shapes.push(Shape::of(
                 column,
-                json_checked(&mut conn, column, &c.database, query).await,
+                json_checked(&mut conn, column, &config.connection.database, query).await,
             ));
         }
         let find = |name: &str, setting: &'static str| {
@@ -107,18 +122,6 @@ impl Session {
             statements::claim_keys(query, keys, seed)
         };
         let claim = conn.prep(claim_sql).await?;
-        let mut prepare = async |t: &Option<crate::source::sql::template::Template>,
-                                 setting: &'static str| match t {
-            None => Ok(None),
-            Some(t) => conn.prep(t.sql.as_str()).await.map(Some).map_err(|e| {
-                Error::config(
-                    setting,
-                    format!("the database refuses the statement: {}", server_message(&e)),
-                )
-            }),
-        };
-        let mark_done = prepare(&config.mark_done, "KIPPER_MARK_DONE").await?;
-        let mark_failed = prepare(&config.mark_failed, "KIPPER_MARK_FAILED").await?;
         let names = user_columns
             .iter()
             .map(|name| {
@@ -133,8 +136,6 @@ impl Session {
             claim,
             verify: HashMap::new(),
             unlock: HashMap::new(),
-            mark_done,
-            mark_failed,
             count: None,
             names,
             shapes,

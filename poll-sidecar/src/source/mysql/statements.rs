@@ -32,7 +32,7 @@ pub fn claim_keys(query: &str, keys: &[String], seed: u64) -> String {
         .map(|c| format!("kipper_q.{}", ident(c)))
         .collect();
     format!(
-        "SELECT {cols}, {name} AS kipper_key, GET_LOCK({name}, 0) AS kipper_got FROM ({query}) AS kipper_q \
+        "SELECT {cols}, {name} AS kipper_key, GET_LOCK({name}, 0) AS kipper_got FROM (\n{query}\n) AS kipper_q \
          WHERE IS_USED_LOCK({name}) IS NULL LIMIT ?",
         cols = cols.join(", ")
     )
@@ -47,7 +47,7 @@ pub fn verify(query: &str, keys: &[String], seed: u64, rows: usize) -> String {
         .map(|c| format!("kipper_q.{}", ident(c)))
         .collect();
     format!(
-        "SELECT kipper_q.*, {name} AS kipper_key FROM ({query}) AS kipper_q WHERE ({cols}) IN ({tuples})",
+        "SELECT kipper_q.*, {name} AS kipper_key FROM (\n{query}\n) AS kipper_q WHERE ({cols}) IN ({tuples})",
         cols = cols.join(", "),
         tuples = vec![tuple; rows].join(", ")
     )
@@ -59,7 +59,7 @@ pub fn claim_rows(query: &str, all: &[String], seed: u64) -> String {
     let name = lock_name("kipper_p", all, seed);
     format!(
         "SELECT kipper_p.*, {name} AS kipper_key, GET_LOCK({name}, 0) AS kipper_got \
-         FROM (SELECT * FROM ({query}) AS kipper_q LIMIT ? OFFSET ?) AS kipper_p WHERE IS_USED_LOCK({name}) IS NULL"
+         FROM (SELECT * FROM (\n{query}\n) AS kipper_q LIMIT ? OFFSET ?) AS kipper_p WHERE IS_USED_LOCK({name}) IS NULL"
     )
 }
 
@@ -70,12 +70,12 @@ pub fn unlock(n: usize) -> String {
 
 /// Counts the pending rows.
 pub fn count(query: &str) -> String {
-    format!("SELECT COUNT(*) FROM ({query}) AS kipper_count")
+    format!("SELECT COUNT(*) FROM (\n{query}\n) AS kipper_count")
 }
 
 /// Just the columns of the query.
 pub fn columns(query: &str) -> String {
-    format!("SELECT * FROM ({query}) AS kipper_q LIMIT 0")
+    format!("SELECT * FROM (\n{query}\n) AS kipper_q LIMIT 0")
 }
 
 /// Whether a column is MariaDB's JSON (LONGTEXT with a `json_valid` check)

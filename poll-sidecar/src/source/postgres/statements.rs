@@ -31,7 +31,7 @@ pub fn claim_keys(query: &str, key_columns: &[String], seed: i64) -> String {
         .map(|c| format!("kipper_q.{}", ident(c)))
         .collect();
     format!(
-        "SELECT {cols}, {key} AS kipper_key FROM ({query}) AS kipper_q \
+        "SELECT {cols}, {key} AS kipper_key FROM (\n{query}\n) AS kipper_q \
          WHERE CASE WHEN {key} = ANY($1::int8[]) THEN false ELSE pg_try_advisory_lock({key}) END LIMIT $2",
         cols = cols.join(", ")
     )
@@ -53,7 +53,7 @@ pub fn verify(query: &str, key_columns: &[String], seed: i64, rows: usize) -> St
         .map(|c| format!("kipper_q.{}", ident(c)))
         .collect();
     format!(
-        "SELECT kipper_q.*, {key} AS kipper_key FROM ({query}) AS kipper_q WHERE ({cols}) IN ({tuples})",
+        "SELECT kipper_q.*, {key} AS kipper_key FROM (\n{query}\n) AS kipper_q WHERE ({cols}) IN ({tuples})",
         cols = cols.join(", "),
         tuples = tuples.join(", ")
     )
@@ -64,7 +64,7 @@ pub fn verify(query: &str, key_columns: &[String], seed: i64, rows: usize) -> St
 pub fn claim_rows(query: &str, seed: i64) -> String {
     let key = key_expr("kipper_p", &[], seed);
     format!(
-        "SELECT kipper_p.*, {key} AS kipper_key FROM (SELECT * FROM ({query}) AS kipper_q LIMIT $2 OFFSET $3) AS kipper_p \
+        "SELECT kipper_p.*, {key} AS kipper_key FROM (SELECT * FROM (\n{query}\n) AS kipper_q LIMIT $2 OFFSET $3) AS kipper_p \
          WHERE CASE WHEN {key} = ANY($1::int8[]) THEN false ELSE pg_try_advisory_lock({key}) END"
     )
 }
@@ -74,12 +74,12 @@ pub const UNLOCK: &str = "SELECT pg_advisory_unlock(k) FROM unnest($1::int8[]) A
 
 /// Counts the pending rows, as KEDA's postgresql scaler does.
 pub fn count(query: &str) -> String {
-    format!("SELECT count(*) FROM ({query}) AS kipper_count")
+    format!("SELECT count(*) FROM (\n{query}\n) AS kipper_count")
 }
 
 /// Just the columns of the query (for checking placeholders at start).
 pub fn columns(query: &str) -> String {
-    format!("SELECT * FROM ({query}) AS kipper_q LIMIT 0")
+    format!("SELECT * FROM (\n{query}\n) AS kipper_q LIMIT 0")
 }
 
 #[cfg(test)]
@@ -102,5 +102,7 @@ mod tests {
             "{verify}"
         );
         assert!(claim_rows(q, 1).contains("hashtextextended(kipper_p::text, 1)"));
+        // A query ending in a line comment must not swallow the closing parenthesis.
+        assert!(columns("SELECT 1 -- pending only").contains("-- pending only\n) AS kipper_q"));
     }
 }
