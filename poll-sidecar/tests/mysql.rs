@@ -72,6 +72,59 @@ async fn dead_letter_without_mark_failed_parks_the_row() {
     scenarios::dead_letter_without_mark_failed_parks_the_row(Db::mysql().await).await;
 }
 
+/// The sidecar's connections are killed mid-run (a lost connection): the
+/// server frees its locks, the sidecar reconnects, nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_connection_mid_run_loses_nothing() {
+    let db = Db::mysql().await;
+    let t = support::unique("kp_lost");
+    let _guard = support::db::TableGuard::new(&db, &t);
+    db.orders(&t, 1000).await;
+    // A user of its own tells this sidecar's connections from other tests'.
+    db.exec(&format!("CREATE USER '{t}'@'%' IDENTIFIED BY 'pw'"))
+        .await;
+    db.exec(&format!("GRANT ALL ON test.* TO '{t}'@'%'")).await;
+    let handler = support::Handler::start(0, &["--delay-ms=3"]);
+    let url = db.url().replacen("root@", &format!("{t}:pw@"), 1);
+    let env = scenarios::env(
+        &db,
+        &handler.url(),
+        &t,
+        &[
+            ("KIPPER_SOURCE_URL", &url),
+            ("KIPPER_BATCH_SIZE", "100"),
+            ("KIPPER_CONCURRENCY", "16"),
+        ],
+    );
+    let sidecar = support::Sidecar::start(&env);
+    let long = std::time::Duration::from_secs(60);
+    support::wait_until("some deliveries", long, async || {
+        handler.deliveries().len() >= 200
+    })
+    .await;
+    let ids = db
+        .ids(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{t}'"
+        ))
+        .await;
+    assert_eq!(ids.len(), 2, "the claim and writer connections");
+    for id in ids {
+        db.exec(&format!("KILL {id}")).await;
+    }
+    support::wait_until("all rows done", long, async || {
+        db.with_status(&t, "done").await == 1000
+    })
+    .await;
+    let delivered: std::collections::HashSet<i64> = handler
+        .deliveries()
+        .iter()
+        .filter_map(|d| d.body["id"].as_i64())
+        .collect();
+    assert_eq!(delivered.len(), 1000, "every row delivered");
+    assert!(sidecar.log().contains("reconnecting"), "{}", sidecar.log());
+    db.exec(&format!("DROP USER '{t}'@'%'")).await;
+}
+
 /// The type-mapping table of CONTRACT section 2, column by column.
 #[tokio::test(flavor = "multi_thread")]
 async fn row_types_map_to_json() {

@@ -180,14 +180,15 @@ async fn row_types_map_to_json() {
     db.exec(&format!(
         "CREATE TABLE {t} (id bigint PRIMARY KEY, i2 smallint, i4 integer, f4 real, f8 double precision, \
          amount numeric(30,9), small numeric, b boolean, j json, jb jsonb, ts timestamp, tstz timestamptz, d date, \
-         tm time, u uuid, txt text, vc varchar(10), bin bytea, arr int[], tarr text[], grid int[][], n text, status text)"
+         tm time, u uuid, txt text, vc varchar(10), bin bytea, arr int[], tarr text[], grid int[][], ip inet, net cidr, span interval, n text, status text)"
     ))
     .await;
     db.exec(&format!(
         "INSERT INTO {t} VALUES (1, -2, 40000, 1.5, 2.25, 123456789012345678.123456789, 99.99, true, \
          '{{\"a\": [1, 2]}}', '{{\"b\": {{\"c\": null}}}}', '2026-01-02 03:04:05.123456', '2026-01-02 03:04:05+02', \
          '2026-01-02', '13:14:15', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'héllo \"q\"', 'v', '\\x00ff10', \
-         '{{1,2,NULL}}', '{{\"a\",\"b\"}}', '{{{{1,2}},{{3,4}}}}', NULL, 'pending')"
+         '{{1,2,NULL}}', '{{\"a\",\"b\"}}', '{{{{1,2}},{{3,4}}}}', '10.0.0.1', '10.0.0.0/8', \
+         '1 year 2 months 3 days 04:05:06.5', NULL, 'pending')"
     ))
     .await;
     let handler = support::Handler::start(0, &[]);
@@ -205,7 +206,8 @@ async fn row_types_map_to_json() {
         "small": 99.99, "b": true, "j": {"a": [1, 2]}, "jb": {"b": {"c": null}},
         "ts": "2026-01-02T03:04:05.123456Z", "tstz": "2026-01-02T01:04:05Z", "d": "2026-01-02", "tm": "13:14:15",
         "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "txt": "héllo \"q\"", "vc": "v", "bin": "AP8Q",
-        "arr": [1, 2, null], "tarr": ["a", "b"], "grid": [[1, 2], [3, 4]], "n": null, "status": "pending"
+        "arr": [1, 2, null], "tarr": ["a", "b"], "grid": [[1, 2], [3, 4]], "ip": "10.0.0.1", "net": "10.0.0.0/8", "span": "P1Y2M3DT4H5M6.5S",
+        "n": null, "status": "pending"
     });
     assert_eq!(delivery.body, expected, "{}", delivery.raw);
     // Exact digits, not a float's approximation.

@@ -393,10 +393,17 @@ impl Args {
             ));
         }
         let pump = PumpConfig {
-            batch_size: number("KIPPER_BATCH_SIZE", &self.batch_size, 1, 10_000)?,
+            batch_size: number("KIPPER_BATCH_SIZE", &self.batch_size, 1, 5_000)?,
             poll_interval: duration("KIPPER_POLL_INTERVAL", &self.poll_interval)?,
             shutdown_grace: duration("KIPPER_SHUTDOWN_GRACE", &self.shutdown_grace)?,
         };
+        if pump.poll_interval.is_zero() {
+            // Zero would poll an idle source in a tight loop.
+            return Err(Error::config(
+                "KIPPER_POLL_INTERVAL",
+                "must be more than 0, e.g. 5s",
+            ));
+        }
         let admin_port: u16 = number("KIPPER_ADMIN_PORT", &self.admin_port, 0, 65535)?;
         let admin = (admin_port != 0)
             .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), admin_port));

@@ -179,6 +179,9 @@ fn bad_config_gets_one_line_naming_the_setting() {
     args.push("--poll-interval=5");
     assert!(error(&args).starts_with("KIPPER_POLL_INTERVAL: \"5\" lacks a unit"));
     let mut args = PG.to_vec();
+    args.push("--poll-interval=0");
+    assert!(error(&args).starts_with("KIPPER_POLL_INTERVAL: must be more than 0"));
+    let mut args = PG.to_vec();
     args.push("--delivery-timeout=soon");
     assert!(error(&args).starts_with("KIPPER_DELIVERY_TIMEOUT:"));
     let mut args = PG[..4].to_vec();

@@ -3,7 +3,8 @@
 //! keeps its exact decimal digits, json/jsonb are embedded, timestamps are
 //! RFC 3339, bytea is base64, arrays are arrays, NULL is `null`
 //! (CONTRACT section 2). A type without a JSON rendering here is sent as its
-//! text when the bytes are UTF-8 (enums, citext, ...), else as base64.
+//! text when the bytes are UTF-8 (enums, citext, ...), else as base64;
+//! inet/cidr as their text, interval as an ISO 8601 duration.
 
 use std::fmt::Write as _;
 
@@ -130,6 +131,8 @@ fn write_known(out: &mut BytesMut, ty: &Type, raw: &[u8]) -> Option<()> {
         }
         Type::BYTEA => write_base64(out, raw),
         Type::CHAR => write_str(out, &char::from(*raw.first()?).to_string()),
+        Type::INET | Type::CIDR => write_str(out, &inet(raw)?),
+        Type::INTERVAL => write_str(out, &interval(raw)?),
         _ => match ty.kind() {
             Kind::Array(element) => write_array(out, element, raw)?,
             Kind::Domain(base) => write_known(out, base, raw)?,
@@ -150,6 +153,77 @@ fn time(micros: i64) -> Option<NaiveTime> {
         u32::try_from(micros / 1_000_000).ok()?,
         u32::try_from(micros % 1_000_000).ok()? * 1000,
     )
+}
+
+/// INET / CIDR: family, prefix bits, is-cidr flag, length, address; written
+/// as PostgreSQL prints it (`10.0.0.1`, `10.0.0.0/8`, `::1/128` only when
+/// the prefix is not the full length).
+fn inet(raw: &[u8]) -> Option<String> {
+    let (family, bits, is_cidr, len) = (
+        *raw.first()?,
+        *raw.get(1)?,
+        *raw.get(2)?,
+        usize::from(*raw.get(3)?),
+    );
+    let addr = raw.get(4..4 + len)?;
+    let (text, full) = match family {
+        2 => (
+            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(addr).ok()?).to_string(),
+            32,
+        ),
+        3 => (
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(addr).ok()?).to_string(),
+            128,
+        ),
+        _ => return None,
+    };
+    Some(if bits != full || is_cidr != 0 {
+        format!("{text}/{bits}")
+    } else {
+        text
+    })
+}
+
+/// INTERVAL: microseconds, days, months; written as an ISO 8601 duration
+/// (`P1Y2M3DT4H5M6.5S`), which JSON consumers parse without guessing.
+fn interval(raw: &[u8]) -> Option<String> {
+    let micros = i64::from_be_bytes(be(raw)?);
+    let days = i32::from_be_bytes(be(raw.get(8..)?)?);
+    let months = i32::from_be_bytes(be(raw.get(12..)?)?);
+    let mut text = String::from("P");
+    let (years, months) = (months / 12, months % 12);
+    for (value, unit) in [
+        (i64::from(years), 'Y'),
+        (i64::from(months), 'M'),
+        (i64::from(days), 'D'),
+    ] {
+        if value != 0 {
+            let _ = write!(text, "{value}{unit}");
+        }
+    }
+    if micros != 0 {
+        text.push('T');
+        let (hours, rest) = (micros / 3_600_000_000, micros % 3_600_000_000);
+        let (minutes, rest) = (rest / 60_000_000, rest % 60_000_000);
+        if hours != 0 {
+            let _ = write!(text, "{hours}H");
+        }
+        if minutes != 0 {
+            let _ = write!(text, "{minutes}M");
+        }
+        if rest != 0 {
+            let seconds = format!("{:.6}", rest as f64 / 1e6);
+            let _ = write!(
+                text,
+                "{}S",
+                seconds.trim_end_matches('0').trim_end_matches('.')
+            );
+        }
+    }
+    if text == "P" {
+        text.push_str("T0S");
+    }
+    Some(text)
 }
 
 /// NUMERIC: base-10000 digits with a weight and a display scale; written
@@ -326,6 +400,24 @@ mod tests {
             json(&Type::UUID, &[0x12; 16]),
             r#""12121212-1212-1212-1212-121212121212""#
         );
+    }
+
+    #[test]
+    fn inet_and_interval() {
+        assert_eq!(
+            json(&Type::INET, &[2, 32, 0, 4, 10, 0, 0, 1]),
+            r#""10.0.0.1""#
+        );
+        assert_eq!(
+            json(&Type::CIDR, &[2, 8, 1, 4, 10, 0, 0, 0]),
+            r#""10.0.0.0/8""#
+        );
+        let mut raw = Vec::new();
+        raw.extend((4 * 3_600_000_000i64 + 5 * 60_000_000 + 6_500_000).to_be_bytes());
+        raw.extend(3i32.to_be_bytes());
+        raw.extend(14i32.to_be_bytes());
+        assert_eq!(json(&Type::INTERVAL, &raw), r#""P1Y2M3DT4H5M6.5S""#);
+        assert_eq!(json(&Type::INTERVAL, &[0; 16]), r#""PT0S""#);
     }
 
     #[test]
