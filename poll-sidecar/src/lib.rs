@@ -85,14 +85,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         }
         SourceConfig::S3(s3) => match &s3.mode {
             S3Mode::Poll { .. } => {
-                pump(
-                    source::s3::S3Source::connect(s3).await?,
-                    &config,
-                    deliverer,
-                    metrics,
-                    shutdown,
-                )
-                .await
+                let source = source::s3::S3Source::connect(s3).await?;
+                let lease = source.lease_releaser();
+                let result = pump(source, &config, deliverer, metrics, shutdown).await;
+                // Another replica (or the next pod) takes over now, not after the lease expires.
+                if let Err(error) = lease.release().await {
+                    tracing::warn!(message = "Releasing the bucket lease failed; it expires by itself.", %error);
+                }
+                result
             }
             S3Mode::Webhook {
                 token,

@@ -266,6 +266,16 @@ async fn put_overwrite_and_delete_reach_the_handler_once_each_across_a_restart()
         "{}",
         first.log()
     );
+    // A graceful stop gives the lease up, so the next sidecar need not wait for it to expire.
+    let lease_key = format!(".kipper/leases/{function}.json");
+    let (lease, _) = bucket
+        .bucket
+        .read(&lease_key)
+        .await
+        .unwrap()
+        .expect("the lease object");
+    let lease: Value = serde_json::from_slice(&lease).unwrap();
+    assert_eq!(lease["holder"], "", "{lease}");
 
     // Changes while no sidecar runs: an overwrite, a delete, a new object.
     bucket.put("a.txt", "one, overwritten").await;

@@ -81,6 +81,26 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// Give the lease up if this replica holds it (shutdown), so that another replica takes
+    /// over at once instead of after the expiry. A lost race leaves the lease to its new holder.
+    pub async fn release(&self, bucket: &Bucket) -> Result<()> {
+        let Some((body, etag)) = bucket.read(&self.key).await? else {
+            return Ok(());
+        };
+        let ours = serde_json::from_slice::<LeaseDoc>(&body).is_ok_and(|d| d.holder == self.holder);
+        if ours {
+            let doc = LeaseDoc {
+                holder: String::new(),
+                expires_at: 0,
+            };
+            let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+            bucket.write_if(&self.key, body, Some(&etag)).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Keeps the lease renewed from a background task, so that a pump busy with slow deliveries
 /// (and so not claiming) does not lose it to another replica that would then deliver the same
 /// changes. Stopped when dropped.
@@ -88,6 +108,22 @@ impl Lease {
 pub struct LeaseKeeper {
     state: std::sync::Arc<KeeperState>,
     task: tokio::task::JoinHandle<()>,
+    /// What [`LeaseKeeper::releaser`] needs to give the lease up after the source is gone.
+    release: (Lease, Bucket),
+}
+
+/// Gives the lease up at shutdown (see [`Lease::release`]).
+#[derive(Debug)]
+pub struct LeaseRelease {
+    lease: Lease,
+    bucket: Bucket,
+}
+
+impl LeaseRelease {
+    /// Give the lease up if this replica still holds it.
+    pub async fn release(&self) -> Result<()> {
+        self.lease.release(&self.bucket).await
+    }
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +139,14 @@ impl LeaseKeeper {
         use std::sync::atomic::Ordering;
         let state = std::sync::Arc::new(KeeperState::default());
         let held = lease.acquire(&bucket).await?;
+        let release = (
+            Lease {
+                key: lease.key.clone(),
+                holder: lease.holder.clone(),
+                duration: lease.duration,
+            },
+            bucket.clone(),
+        );
         state.held.store(held, Ordering::SeqCst);
         state.gained.store(u64::from(held), Ordering::SeqCst);
         let shared = state.clone();
@@ -131,7 +175,24 @@ impl LeaseKeeper {
                 shared.held.store(now, Ordering::SeqCst);
             }
         });
-        Ok(Self { state, task })
+        Ok(Self {
+            state,
+            task,
+            release,
+        })
+    }
+
+    /// A handle that gives the lease up at shutdown, usable after the source is dropped.
+    pub fn releaser(&self) -> LeaseRelease {
+        let (lease, bucket) = &self.release;
+        LeaseRelease {
+            lease: Lease {
+                key: lease.key.clone(),
+                holder: lease.holder.clone(),
+                duration: lease.duration,
+            },
+            bucket: bucket.clone(),
+        }
     }
 
     /// Whether this replica holds the lease.

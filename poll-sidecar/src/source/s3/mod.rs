@@ -113,6 +113,11 @@ impl S3Source {
         })
     }
 
+    /// A handle that gives the bucket lease up at shutdown, after the pump has dropped the source.
+    pub fn lease_releaser(&self) -> lease::LeaseRelease {
+        self.lease.releaser()
+    }
+
     /// Whether this replica may poll now; a newly gained lease means another replica may have
     /// advanced the checkpoint meanwhile, so it is reloaded.
     fn hold_lease(&mut self) -> bool {
