@@ -29,3 +29,20 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
 fi
 wait_for redis redis-cli -h 127.0.0.1 -p 6379 ping
+
+# SeaweedFS as the S3 server of the MinIO/S3 trigger tests (S3 API on 127.0.0.1:8333, path-style,
+# identities in scripts/seaweedfs-s3.json). Every port it opens is pinned so that none collides
+# with the ports Kipper itself uses (8080 handler, 9090 MinIO webhook); data lives under /tmp.
+s3_up() { curl -s -o /dev/null -m 2 http://127.0.0.1:8333/ ; }
+if ! s3_up; then
+  weed_dir=${KIPPER_SEAWEEDFS_DIR:-/tmp/kipper-seaweedfs}
+  mkdir -p "$weed_dir"
+  s3_config="$(cd "$(dirname "$0")" && pwd)/seaweedfs-s3.json"
+  (cd "$weed_dir" && setsid weed mini -dir="$weed_dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3.config="$s3_config" -admin.ui=false -webdav=false -master.telemetry=false \
+    -master.port=9333 -master.port.grpc=19333 -volume.port=9340 -volume.port.grpc=19340 \
+    -filer.port=8888 -filer.port.grpc=18888 -s3.port=8333 -s3.port.grpc=18333 \
+    -admin.port=23646 -admin.port.grpc=33646 -s3.port.iceberg=0 -s3.port.lance=0 \
+    >"$weed_dir/weed.log" 2>&1 </dev/null &) || true
+fi
+wait_for seaweedfs s3_up

@@ -21,7 +21,7 @@ pub use error::{Error, Result};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, S3Mode, SourceConfig};
 use crate::delivery::Deliverer;
 use crate::metrics::Metrics;
 use crate::pump::Pump;
@@ -66,25 +66,62 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             .await
         }
         SourceConfig::Redis(redis) => {
-            pump(
-                source::redis::RedisSource::connect(redis).await?,
-                &config,
-                deliverer,
-                metrics,
-                shutdown,
-            )
-            .await
+            // Connecting retries a while (a Redis that is restarting); SIGTERM need not wait.
+            let source = tokio::select! {
+                source = source::redis::RedisSource::connect(redis) => source?,
+                () = shutdown.cancelled() => return Ok(()),
+            };
+            let queue = source.queue().clone();
+            let result = pump(source, &config, deliverer, metrics, shutdown).await;
+            // Whatever is still held (an acknowledgement that failed) goes back to the list
+            // now rather than after the lease, and this consumer leaves the registry.
+            match queue.leave().await {
+                Ok(returned) => tracing::info!(message = "Left the Redis queue.", returned),
+                Err(error) => {
+                    tracing::warn!(message = "Leaving the Redis queue failed; the lease returns what was held.", %error)
+                }
+            }
+            result
         }
-        SourceConfig::S3(s3) => {
-            pump(
-                source::s3::S3Source::connect(s3).await?,
-                &config,
-                deliverer,
-                metrics,
-                shutdown,
-            )
-            .await
-        }
+        SourceConfig::S3(s3) => match &s3.mode {
+            S3Mode::Poll { .. } => {
+                let source = source::s3::S3Source::connect(s3).await?;
+                let lease = source.lease_releaser();
+                let result = pump(source, &config, deliverer, metrics, shutdown).await;
+                // Another replica (or the next pod) takes over now, not after the lease expires.
+                if let Err(error) = lease.release().await {
+                    tracing::warn!(message = "Releasing the bucket lease failed; it expires by itself.", %error);
+                }
+                result
+            }
+            S3Mode::Webhook {
+                token,
+                max_body,
+                timeout,
+            } => {
+                let addr = std::net::SocketAddr::from(([0, 0, 0, 0], s3.webhook_port));
+                let policy = source::s3::webhook::WebhookPolicy {
+                    token: token.expose().to_owned(),
+                    max_body: *max_body,
+                };
+                let delivery = source::s3::webhook::Delivery {
+                    deliverer,
+                    metrics,
+                    permits: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                        config.delivery.concurrency,
+                    )),
+                    deadline: *timeout,
+                };
+                source::s3::webhook::serve(
+                    addr,
+                    policy,
+                    delivery,
+                    config.pump.shutdown_grace,
+                    shutdown,
+                )
+                .await
+            }
+        },
     };
     if let Some(admin) = admin {
         let _ = admin.await;

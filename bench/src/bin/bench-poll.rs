@@ -2,13 +2,15 @@
 //! the source and handler ceilings measured in the same run.
 //!
 //! `cargo run --release -p kipper-bench --bin bench-poll -- postgres`
-//! (or `mysql`); `--sidecar PATH` adds any other sidecar binary that reads
+//! (or `mysql`, `redis`, `s3`); `--sidecar PATH` adds any other sidecar binary that reads
 //! the upstream `KIPPER_*` environment, side by side.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use kipper_bench::poll::redis::RedisWorkload;
+use kipper_bench::poll::s3::S3Workload;
 use kipper_bench::poll::sql::{Dialect, SqlWorkload};
 use kipper_bench::poll::{self, Options};
 
@@ -60,6 +62,27 @@ enum SourceCmd {
         )]
         url: String,
     },
+    /// Redis: a list of small JSON items through the reliable queue (plus raw pop + POST).
+    Redis {
+        #[arg(
+            long,
+            env = "KIPPER_BENCH_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379"
+        )]
+        url: String,
+    },
+    /// MinIO / S3 poll mode: a bucket of small objects (SeaweedFS of scripts/services.sh).
+    S3 {
+        #[arg(
+            long,
+            env = "KIPPER_BENCH_S3_URL",
+            default_value = "http://kipper-test-access:kipper-test-secret-only-for-local-tests@127.0.0.1:8333"
+        )]
+        url: String,
+        /// Objects per run (replaces --rows: listing a bucket is not a 200k-row query).
+        #[arg(long, default_value_t = 10_000)]
+        objects: u64,
+    },
 }
 
 #[tokio::main]
@@ -84,6 +107,19 @@ async fn main() -> anyhow::Result<()> {
             poll::run(
                 SqlWorkload::new(Dialect::Mysql, url, cli.batch_size),
                 options,
+            )
+            .await
+        }
+        SourceCmd::Redis { url } => {
+            poll::run(RedisWorkload::new(url, cli.batch_size), options).await
+        }
+        SourceCmd::S3 { url, objects } => {
+            poll::run(
+                S3Workload::new(url, cli.batch_size),
+                Options {
+                    rows: objects,
+                    ..options
+                },
             )
             .await
         }

@@ -11,6 +11,8 @@
 
 pub mod handler;
 pub mod process;
+pub mod redis;
+pub mod s3;
 pub mod sql;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +57,16 @@ pub trait Workload {
     async fn source_ceiling(&mut self, rows: u64) -> anyhow::Result<f64>;
     /// Drops what `seed` created.
     async fn cleanup(&mut self);
+    /// Further ceilings of this source against the same handler (label, events/s); each seeds
+    /// and cleans up for itself. Redis: raw pop + direct POST.
+    async fn extra_ceilings(
+        &mut self,
+        _rows: u64,
+        _target_url: &str,
+        _concurrency: usize,
+    ) -> anyhow::Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// What one sidecar run measured.
@@ -221,6 +233,10 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
     let source_rate = workload.source_ceiling(options.rows).await;
     workload.cleanup().await;
     let source_rate = source_rate?;
+    eprintln!("bench-poll: further ceilings of the source ...");
+    let extra = workload
+        .extra_ceilings(options.rows, &handler.url(), options.concurrency)
+        .await?;
     let (load_after, _) = process::load();
 
     let mut table = Table::new(
@@ -283,8 +299,32 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
         "1.00".into(),
         bar(handler_rate, best, 30),
     ]);
+    for (label, rate) in &extra {
+        let blank = String::new;
+        table.row(vec![
+            label.clone(),
+            format!("{rate:.0}"),
+            blank(),
+            blank(),
+            blank(),
+            blank(),
+            blank(),
+            blank(),
+            bar(*rate, best, 30),
+        ]);
+    }
     print!("{}", table.render());
     println!("  source: {}", workload.describe());
+    if let Some(ours) = runs.first() {
+        for (label, rate) in &extra {
+            let ours = ours.delivered as f64 / ours.seconds;
+            println!(
+                "  kipper-poll / {}: {:.2}",
+                label.trim_start_matches("ceiling: "),
+                ours / rate
+            );
+        }
+    }
     println!(
         "  machine: {cpus} CPUs, load average {load_before:.2} before / {load_after:.2} after; \
          p50/p99 = one delivery attempt (kipper-poll's histogram), CPU % of one core"

@@ -47,7 +47,7 @@ pub struct RedisConnection {
 }
 
 /// An S3-compatible endpoint (MinIO, SeaweedFS, AWS) and its keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct S3Connection {
     /// `http://host:port`, without credentials.
     pub endpoint: String,

@@ -64,6 +64,37 @@ pub struct Args {
     /// MinIO trigger: port of the webhook receiver.
     #[arg(long, env = "KIPPER_MINIO_WEBHOOK_PORT", default_value = "9090")]
     pub minio_webhook_port: String,
+    /// Redis trigger: where items that failed every attempt go (default `<list>:dead`).
+    #[arg(long, env = "KIPPER_REDIS_DEAD_LIST")]
+    pub redis_dead_list: Option<String>,
+    /// Redis trigger: how long after its last heartbeat a consumer's items go back to the list.
+    #[arg(long, env = "KIPPER_REDIS_LEASE", default_value = "15s")]
+    pub redis_lease: String,
+    /// Redis trigger: this consumer's id (default: HOSTNAME plus a random suffix).
+    #[arg(long, env = "KIPPER_REDIS_CONSUMER")]
+    pub redis_consumer: Option<String>,
+    /// MinIO trigger: `poll` (list the bucket; any S3 server) or `webhook` (MinIO notifications).
+    #[arg(long, env = "KIPPER_MINIO_MODE", default_value = "poll")]
+    pub minio_mode: String,
+    /// MinIO trigger, poll mode: watch only the objects under this prefix.
+    #[arg(long, env = "KIPPER_MINIO_PREFIX", default_value = "")]
+    pub minio_prefix: String,
+    /// MinIO trigger, poll mode: without a checkpoint, deliver the existing objects (`all`) or
+    /// only later changes (`now`).
+    #[arg(long, env = "KIPPER_MINIO_START", default_value = "all")]
+    pub minio_start: String,
+    /// MinIO trigger, poll mode: lease of the one replica that polls (Go duration).
+    #[arg(long, env = "KIPPER_MINIO_LEASE", default_value = "15s")]
+    pub minio_lease: String,
+    /// MinIO trigger, webhook mode: the bearer token MinIO sends (its `auth_token`); required.
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub minio_webhook_token: Option<String>,
+    /// MinIO trigger, webhook mode: largest accepted request body, in bytes.
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_MAX_BODY", default_value = "1048576")]
+    pub minio_webhook_max_body: String,
+    /// MinIO trigger, webhook mode: how long one MinIO request waits for the function's verdict.
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_TIMEOUT", default_value = "30s")]
+    pub minio_webhook_timeout: String,
     /// Wait when the source is idle or failing (Go duration).
     #[arg(long, env = "KIPPER_POLL_INTERVAL", default_value = "5s")]
     pub poll_interval: String,
@@ -152,6 +183,12 @@ pub struct RedisConfig {
     pub connection: RedisConnection,
     /// `KIPPER_REDIS_LIST`.
     pub list: String,
+    /// The dead-letter list; `None`: `<list>:dead`.
+    pub dead_list: Option<String>,
+    /// How long a consumer's items stay its own after its last heartbeat.
+    pub lease: Duration,
+    /// This consumer's id; `None`: generated.
+    pub consumer: Option<String>,
 }
 
 /// The MinIO / S3 trigger.
@@ -163,6 +200,32 @@ pub struct S3Config {
     pub bucket: String,
     /// `KIPPER_MINIO_WEBHOOK_PORT`.
     pub webhook_port: u16,
+    /// Names the checkpoint and lease objects: the function name.
+    pub consumer: String,
+    pub mode: S3Mode,
+}
+
+/// How the MinIO / S3 trigger learns of changes.
+#[derive(Debug, Clone)]
+pub enum S3Mode {
+    /// List the bucket and diff it against the checkpoint.
+    Poll {
+        /// Only keys under this prefix.
+        prefix: String,
+        /// Without a checkpoint, treat the current objects as delivered.
+        start_now: bool,
+        /// Lease of the one replica that polls.
+        lease: Duration,
+    },
+    /// Receive MinIO's webhook notifications on `webhook_port`.
+    Webhook {
+        /// The bearer token MinIO sends.
+        token: Secret,
+        /// Largest accepted body, in bytes.
+        max_body: usize,
+        /// How long a request waits for the function's verdict.
+        timeout: Duration,
+    },
 }
 
 /// How events are delivered to the target.
@@ -197,6 +260,17 @@ pub struct PumpConfig {
 
 fn duration(setting: &'static str, text: &str) -> Result<Duration> {
     duration::parse(text).map_err(|e| Error::config(setting, e))
+}
+
+fn positive(setting: &'static str, text: &str) -> Result<Duration> {
+    let d = duration(setting, text)?;
+    if d.is_zero() {
+        return Err(Error::config(
+            setting,
+            format!("{text:?} must be more than 0, e.g. 15s"),
+        ));
+    }
+    Ok(d)
 }
 
 fn number<T: TryFrom<u64>>(setting: &'static str, text: &str, min: u64, max: u64) -> Result<T> {
@@ -259,9 +333,23 @@ impl Args {
             "redis" => SourceConfig::Redis(RedisConfig {
                 connection: connection::redis(env, url, &prefix("REDIS_"))?,
                 list: required("KIPPER_REDIS_LIST", self.redis_list.clone(), "jobs")?,
+                dead_list: self
+                    .redis_dead_list
+                    .clone()
+                    .filter(|d| !d.trim().is_empty()),
+                lease: positive("KIPPER_REDIS_LEASE", &self.redis_lease)?,
+                consumer: self.redis_consumer.clone().filter(|c| !c.trim().is_empty()),
             }),
             "minio" | "s3" => SourceConfig::S3(S3Config {
-                connection: connection::s3(env, url, &prefix("S3_"))?,
+                connection: match (
+                    connection::s3(env, url, &prefix("S3_")),
+                    self.minio_mode.as_str(),
+                ) {
+                    (Ok(connection), _) => connection,
+                    // Webhook mode never calls S3: MinIO calls us. No endpoint needed.
+                    (Err(_), "webhook") => S3Connection::default(),
+                    (Err(error), _) => return Err(error),
+                },
                 bucket: required("KIPPER_MINIO_BUCKET", self.minio_bucket.clone(), "uploads")?,
                 webhook_port: number(
                     "KIPPER_MINIO_WEBHOOK_PORT",
@@ -269,6 +357,8 @@ impl Args {
                     1,
                     65535,
                 )?,
+                consumer: self.function_name.clone(),
+                mode: self.s3_mode()?,
             }),
             "" => {
                 return Err(Error::config(
@@ -335,6 +425,33 @@ impl Args {
             admin,
             log_json,
         })
+    }
+
+    fn s3_mode(&self) -> Result<S3Mode> {
+        match self.minio_mode.as_str() {
+            "poll" => Ok(S3Mode::Poll {
+                prefix: self.minio_prefix.clone(),
+                start_now: match self.minio_start.as_str() {
+                    "all" => false,
+                    "now" => true,
+                    other => {
+                        return Err(Error::config("KIPPER_MINIO_START", format!("{other:?} is not all or now")));
+                    }
+                },
+                lease: positive("KIPPER_MINIO_LEASE", &self.minio_lease)?,
+            }),
+            "webhook" => Ok(S3Mode::Webhook {
+                token: self.minio_webhook_token.clone().filter(|t| !t.trim().is_empty()).map(Secret::new).ok_or_else(|| {
+                    Error::config(
+                        "KIPPER_MINIO_WEBHOOK_TOKEN",
+                        "required in webhook mode; set it to the auth_token of MinIO's webhook target (from a Secret)",
+                    )
+                })?,
+                max_body: number("KIPPER_MINIO_WEBHOOK_MAX_BODY", &self.minio_webhook_max_body, 1024, 64 << 20)?,
+                timeout: positive("KIPPER_MINIO_WEBHOOK_TIMEOUT", &self.minio_webhook_timeout)?,
+            }),
+            other => Err(Error::config("KIPPER_MINIO_MODE", format!("{other:?} is not poll or webhook"))),
+        }
     }
 
     fn sql(&self, connection: SqlConnection, dialect: Dialect) -> Result<SqlConfig> {

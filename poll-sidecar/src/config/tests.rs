@@ -213,3 +213,156 @@ fn bad_config_gets_one_line_naming_the_setting() {
         .starts_with("KIPPER_QUERY: must be a SELECT")
     );
 }
+
+const REDIS: [&str; 3] = [
+    "--trigger=redis",
+    "--redis-list=jobs",
+    "--source-url=redis://cache:6379",
+];
+const MINIO: [&str; 3] = [
+    "--trigger=minio",
+    "--minio-bucket=up",
+    "--source-url=http://ak:sk@minio:9000",
+];
+
+fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
+}
+
+#[test]
+fn redis_queue_settings() {
+    let SourceConfig::Redis(r) = parse(&REDIS, &[]).unwrap().source else {
+        panic!()
+    };
+    assert_eq!(
+        (r.dead_list, r.lease, r.consumer),
+        (None, Duration::from_secs(15), None)
+    );
+    let args = with(
+        &REDIS,
+        &[
+            "--redis-dead-list=jobs-failed",
+            "--redis-lease=3s",
+            "--redis-consumer=pod-a",
+        ],
+    );
+    let SourceConfig::Redis(r) = parse(&args, &[]).unwrap().source else {
+        panic!()
+    };
+    assert_eq!(r.dead_list.as_deref(), Some("jobs-failed"));
+    assert_eq!(r.lease, Duration::from_secs(3));
+    assert_eq!(r.consumer.as_deref(), Some("pod-a"));
+}
+
+#[test]
+fn minio_poll_and_webhook_modes() {
+    let SourceConfig::S3(s) = parse(&with(&MINIO, &["--function-name=thumbs"]), &[])
+        .unwrap()
+        .source
+    else {
+        panic!()
+    };
+    assert_eq!(s.consumer, "thumbs");
+    let S3Mode::Poll {
+        prefix,
+        start_now,
+        lease,
+    } = s.mode
+    else {
+        panic!("{:?}", s.mode)
+    };
+    assert_eq!(
+        (prefix.as_str(), start_now, lease),
+        ("", false, Duration::from_secs(15))
+    );
+    let args = with(
+        &MINIO,
+        &[
+            "--minio-prefix=in/",
+            "--minio-start=now",
+            "--minio-lease=5s",
+        ],
+    );
+    let SourceConfig::S3(s) = parse(&args, &[]).unwrap().source else {
+        panic!()
+    };
+    let S3Mode::Poll {
+        prefix,
+        start_now,
+        lease,
+    } = s.mode
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (prefix.as_str(), start_now, lease),
+        ("in/", true, Duration::from_secs(5))
+    );
+    let args = with(
+        &MINIO,
+        &[
+            "--minio-mode=webhook",
+            "--minio-webhook-token=t0ken-value",
+            "--minio-webhook-max-body=4096",
+        ],
+    );
+    let config = parse(&args, &[]).unwrap();
+    assert!(
+        !format!("{config:?}").contains("t0ken-value"),
+        "the token never prints"
+    );
+    let SourceConfig::S3(s) = config.source else {
+        panic!()
+    };
+    let S3Mode::Webhook {
+        token,
+        max_body,
+        timeout,
+    } = s.mode
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (token.expose(), max_body, timeout),
+        ("t0ken-value", 4096, Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn bad_redis_and_minio_settings_get_one_line_naming_the_setting() {
+    let cases: [(Vec<&str>, &str); 7] = [
+        (
+            with(&REDIS, &["--redis-lease=soon"]),
+            "KIPPER_REDIS_LEASE: ",
+        ),
+        (with(&REDIS, &["--redis-lease=0s"]), "KIPPER_REDIS_LEASE: "),
+        (
+            with(&MINIO, &["--minio-mode=push"]),
+            "KIPPER_MINIO_MODE: \"push\" is not poll or webhook",
+        ),
+        (
+            with(&MINIO, &["--minio-mode=webhook"]),
+            "KIPPER_MINIO_WEBHOOK_TOKEN: required in webhook mode",
+        ),
+        (
+            with(&MINIO, &["--minio-start=later"]),
+            "KIPPER_MINIO_START: \"later\" is not all or now",
+        ),
+        (with(&MINIO, &["--minio-lease=0s"]), "KIPPER_MINIO_LEASE: "),
+        (
+            with(
+                &MINIO,
+                &[
+                    "--minio-mode=webhook",
+                    "--minio-webhook-token=t",
+                    "--minio-webhook-max-body=10",
+                ],
+            ),
+            "KIPPER_MINIO_WEBHOOK_MAX_BODY: ",
+        ),
+    ];
+    for (args, expected) in cases {
+        let err = error(&args);
+        assert!(err.starts_with(expected), "{args:?}: {err}");
+    }
+}
