@@ -14,6 +14,7 @@ async fn start() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    kipper_tls::install_crypto_provider();
     match start().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

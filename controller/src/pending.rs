@@ -109,6 +109,7 @@ pub struct BucketTarget {
 pub fn s3_client(target: &BucketTarget) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(kipper_tls::s3_http_client())
         .region(Region::new("us-east-1"))
         .endpoint_url(&target.endpoint)
         .credentials_provider(Credentials::new(

@@ -7,6 +7,7 @@ use clap::Parser;
 // (bench-poll: less CPU and RSS, more events/s than the multi-thread runtime).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    kipper_tls::install_crypto_provider();
     let args = kipper_poll::config::Args::parse();
     let config = match args.into_config(&|name: &str| std::env::var(name).ok()) {
         Ok(config) => config,

@@ -73,6 +73,7 @@ fn us(d: Duration) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    kipper_tls::install_crypto_provider();
     let settings = RenderSettings::default();
     let catalog: ServiceCatalog = [("db", ServiceKind::Postgres)]
         .into_iter()

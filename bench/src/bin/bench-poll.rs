@@ -87,6 +87,7 @@ enum SourceCmd {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    kipper_tls::install_crypto_provider();
     let cli = Cli::parse();
     let options = Options {
         rows: cli.rows,

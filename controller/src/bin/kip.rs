@@ -24,6 +24,7 @@ fn read_secret(key: &str) -> kipper_controller::Result<String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    kipper_tls::install_crypto_provider();
     match start().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

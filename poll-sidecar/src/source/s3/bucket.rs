@@ -88,6 +88,7 @@ impl Bucket {
     pub fn new(conn: &S3Connection, bucket: &str) -> Self {
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .http_client(kipper_tls::s3_http_client())
             .endpoint_url(conn.endpoint.clone())
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(
