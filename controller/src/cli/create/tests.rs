@@ -9,7 +9,7 @@ fn parse(args: &[&str]) -> CreateArgs {
     full.extend_from_slice(args);
     let KipCommand::Function(f) = Kip::try_parse_from(full).unwrap().command;
     match f.command {
-        FunctionCommand::Create(c) => c,
+        FunctionCommand::Create(c) => *c,
         other => panic!("{other:?}"),
     }
 }
