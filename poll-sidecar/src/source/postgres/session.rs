@@ -37,14 +37,12 @@ pub async fn connect(config: &SqlConfig) -> Result<Client> {
         if key == "application_name" {
             pg.application_name(value);
         }
-        if key == "sslmode" && matches!(value.as_str(), "require" | "verify-ca" | "verify-full") {
-            return Err(Error::config(
-                "KIPPER_SOURCE_URL",
-                format!("sslmode={value} is not supported yet; use sslmode=disable or prefer"),
-            ));
-        }
     }
-    let (client, connection) = pg.connect(NoTls).await?;
+    // A TLS requirement was refused when the configuration was validated.
+    let (client, connection) = pg
+        .connect(NoTls)
+        .await
+        .map_err(|e| crate::source::sql::connect::postgres(c, &e))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(message = "PostgreSQL connection ended.", %error);
