@@ -41,9 +41,13 @@ pub fn server_message(error: &mysql_async::Error) -> String {
 /// address, the setting to check). A TLS requirement was refused when the
 /// configuration was validated.
 pub async fn connect(config: &SqlConfig) -> Result<Conn> {
-    Conn::new(options(config))
-        .await
-        .map_err(|e| crate::source::sql::connect::mysql(&config.connection, &e))
+    use crate::source::sql::connect;
+    // A host that drops packets would otherwise hang the start for the OS's
+    // SYN retries (about two minutes) before anything is logged.
+    match tokio::time::timeout(connect::TIMEOUT, Conn::new(options(config))).await {
+        Ok(connected) => connected.map_err(|e| connect::mysql(&config.connection, &e)),
+        Err(_) => Err(connect::timed_out("mysql", &config.connection)),
+    }
 }
 
 /// Connection options for `config`.

@@ -29,7 +29,10 @@ pub async fn connect(config: &SqlConfig) -> Result<Client> {
         .port(c.port)
         .user(&c.user)
         .dbname(&c.database)
-        .application_name("kipper-poll");
+        .application_name("kipper-poll")
+        // A host that drops packets would otherwise hang the start for the OS's
+        // SYN retries (about two minutes) before anything is logged.
+        .connect_timeout(crate::source::sql::connect::TIMEOUT);
     if !c.password.expose().is_empty() {
         pg.password(c.password.expose());
     }

@@ -10,6 +10,19 @@ use crate::config::SqlConnection;
 use crate::error::{causes, mysql_message, postgres_message};
 use crate::{Error, Result};
 
+/// How long a connection attempt may take before it counts as unreachable.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A connection attempt that got no answer within [`TIMEOUT`].
+pub fn timed_out(kind: &'static str, c: &SqlConnection) -> Error {
+    describe(
+        kind,
+        c,
+        Fault::Unreachable,
+        &format!("no answer within {} s", TIMEOUT.as_secs()),
+    )
+}
+
 /// What was wrong, as far as the answer tells, so the hint can name the setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
