@@ -190,3 +190,10 @@ fn ctrl_c_stops_workers_quietly() {
         );
     }
 }
+
+#[test]
+fn help_exits_zero() {
+    let (code, stdout, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("KIPPER_FUNCTION_PATH"), "{stdout}");
+}
