@@ -97,6 +97,29 @@ pub fn validate_cluster_domain(domain: &str, flag: &str) -> crate::Result<String
 }
 
 impl ControllerArgs {
+    /// Parses the command line and environment. `--help` and `--version`
+    /// print and exit 0; anything else wrong comes back as one line (clap's
+    /// own report adds usage lines), for `main` to print with exit code 2.
+    pub fn parse_one_line() -> Result<Self, String> {
+        use clap::error::ErrorKind;
+        match Self::try_parse() {
+            Ok(args) => Ok(args),
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                e.exit()
+            }
+            Err(e) => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let first = first.trim_start_matches("error: ");
+                Err(match e.kind() {
+                    // The one required setting; clap lists it on a second line.
+                    ErrorKind::MissingRequiredArgument => "KIPPER_CLUSTER_DOMAIN (--cluster-domain) is required: the public domain of function URLs, e.g. KIPPER_CLUSTER_DOMAIN=46-225-91-12.kipper.run".to_owned(),
+                    _ => format!("{first}; see kipper-controller --help"),
+                })
+            }
+        }
+    }
+
     /// Validates; the error is one line naming the setting and the fix.
     pub fn validate(self) -> crate::Result<ControllerConfig> {
         let domain = validate_cluster_domain(&self.cluster_domain, "--cluster-domain")?;
