@@ -3,6 +3,8 @@
 //! with the figures and, measured in the same run, the ceilings and
 //! baselines they are compared with. Benchmarks report; they assert nothing.
 
+pub mod build;
+pub mod controller;
 pub mod poll;
 pub mod report;
 pub mod shim;

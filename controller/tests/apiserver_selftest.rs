@@ -1,17 +1,15 @@
-//! The fake API server (`tests/apiserver/`) through kube's real client over HTTPS: the
+//! The fake API server (the `kipper-fake-apiserver` crate) through kube's real client over HTTPS: the
 //! behaviour the controller and `kip` tests rely on, checked against what a cluster does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod apiserver;
 
 use std::process::Command;
 use std::time::Duration;
 
-use apiserver::{ApiServer, path_of};
 use futures::{StreamExt, TryStreamExt};
 use http::Method;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kipper_fake_apiserver::{ApiServer, path_of};
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};

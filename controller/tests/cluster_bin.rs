@@ -1,20 +1,19 @@
 //! The binary tier: the real `kip` and `kipper-controller` binaries against an API server over
-//! HTTPS, reached through a kubeconfig as a user's cluster is (the in-memory server of
-//! `apiserver/`). Every scenario goes through the binaries' entry points; the tests only read
-//! the cluster back, and play the parts of other actors (KEDA scaling, a user's `kubectl`).
+//! HTTPS, reached through a kubeconfig as a user's cluster is (the in-memory server of the
+//! `kipper-fake-apiserver` crate). Every scenario goes through the binaries' entry points; the
+//! tests only read the cluster back, and play the parts of other actors (KEDA scaling, a user's `kubectl`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod apiserver;
 mod cluster;
 
 use std::time::Duration;
 
-use apiserver::{ApiServer, path_of};
 use cluster::{
     CONVERGE, ControllerProcess, NS, code_file, condition, deployment_path, dry_run_paths,
     function_path, kip, kip_fn, kip_fn_stdin, seed_services, text, wait_ready,
 };
 use http::Method;
+use kipper_fake_apiserver::{ApiServer, path_of};
 use serde_json::{Value, json};
 
 const NODE_HANDLER: &str = "module.exports = async (req) => ({ ok: true })\n";

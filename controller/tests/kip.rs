@@ -2,16 +2,15 @@
 //! and every cluster command against the fake API server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod apiserver;
 mod fixtures;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use apiserver::ApiServer;
 use clap::Parser;
 use http::Method;
 use kipper_controller::cli::{self, FunctionArgs, Io, Kip, KipCommand};
+use kipper_fake_apiserver::ApiServer;
 use serde_json::{Value, json};
 
 fn kip(args: &[&str]) -> Output {

@@ -3,7 +3,6 @@
 //! lookup (fake API server) and the `/pending/<ns>/<fn>` endpoint KEDA polls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod apiserver;
 mod fixtures;
 
 use std::net::TcpListener;
@@ -11,12 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apiserver::ApiServer;
 use aws_sdk_s3::primitives::ByteStream;
 use http::Method;
 use kipper_controller::metrics::Metrics;
 use kipper_controller::pending::{self, BucketTarget};
 use kipper_controller::server::{self, ServerState};
+use kipper_fake_apiserver::ApiServer;
 use serde_json::json;
 
 const ACCESS: &str = "kipperkey";

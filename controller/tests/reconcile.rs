@@ -2,19 +2,18 @@
 //! change, delete, status, hostname conflict, error requeue with backoff.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod apiserver;
 mod fixtures;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use apiserver::{ApiServer, path_of};
 use http::Method;
 use kipper_controller::controller::{
     Context, FIELD_MANAGER, Provisioner, REPLICAS_SEED_MANAGER, error_policy, reconcile,
 };
 use kipper_controller::crd::{Function, Trigger, TriggerType};
 use kipper_controller::metrics::Metrics;
+use kipper_fake_apiserver::{ApiServer, path_of};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 

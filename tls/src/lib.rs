@@ -6,7 +6,7 @@
 //! `rustls` dependency, and the S3 client below instead of the SDK's default aws-lc-rs one),
 //! and every binary calls [`install_crypto_provider`] first thing in `main`, so neither a second
 //! provider creeping into the dependency graph nor a library that asks for the default can make
-//! a binary panic. `controller/tests/tls_provider.rs` fails when aws-lc-rs enters the graph.
+//! a binary panic. `tests/one_provider.rs` fails when aws-lc-rs enters the graph.
 //!
 //! Why ring: it builds from crates.io with a C compiler only (aws-lc-rs needs cmake or a long
 //! C build and doubles the TLS code in every binary), kube-rs supports it directly, and none of

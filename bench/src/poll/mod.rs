@@ -82,44 +82,6 @@ struct Measured {
     finished: bool,
 }
 
-/// Builds kipper-poll in release mode and returns the binary's path.
-///
-/// `--workspace` (with `--bin`, so only kipper-poll is built) resolves
-/// dependency features as `cargo run -p kipper-bench` did, which depends on
-/// every member: the dependencies and the kipper-poll library the bench was
-/// just built with are reused, and only kipper-poll's `main.rs` is compiled
-/// and linked. `-p kipper-poll` alone selects fewer features of shared
-/// dependencies (serde, tracing, tokio-util, ...) and rebuilt them, minutes
-/// per run.
-pub fn build_kipper_poll() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!(
-        "bench-poll: cargo build --release --workspace --bin kipper-poll (reuses the bench's build)"
-    );
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--workspace",
-            "--bin",
-            "kipper-poll",
-            "--message-format=json",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "cargo build --release --workspace --bin kipper-poll failed"
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .find(|p| p.file_name().is_some_and(|n| n == "kipper-poll"))
-        .context("cargo did not report the kipper-poll executable")
-}
-
 async fn run_sidecar<W: Workload>(
     workload: &mut W,
     binary: &Path,
@@ -204,7 +166,7 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
     let handler = NoopHandler::start().await?;
     let kipper_poll = match &options.kipper_poll {
         Some(path) => path.clone(),
-        None => build_kipper_poll()?,
+        None => crate::build::release_binaries(&["kipper-poll"])?.remove(0),
     };
 
     eprintln!("bench-poll: handler ceiling (direct requests) ...");

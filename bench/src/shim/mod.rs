@@ -102,22 +102,7 @@ pub fn shim_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
         }
         return Ok(path);
     }
-    let repo = repo_root();
-    // `--workspace` resolves features as the bench's own build did, so its
-    // dependencies are reused (see `poll::build_kipper_poll`).
-    eprintln!("bench-shim: cargo build --release --workspace --bin kipper-shim");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--workspace", "--bin", "kipper-shim"])
-        .current_dir(&repo)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --release --workspace --bin kipper-shim failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target"));
-    Ok(target.join("release/kipper-shim"))
+    Ok(crate::build::release_binaries(&["kipper-shim"])?.remove(0))
 }
 
 /// The real python executable (a pyenv shim would add its own start-up to every cold start).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::apiserver::ApiServer;
+use kipper_fake_apiserver::ApiServer;
 
 /// The project and environment of every test function: namespace `shop-prod`.
 pub const PROJECT: &str = "shop";
@@ -253,5 +253,5 @@ pub fn dry_run_paths(api: &ApiServer, args: &[&str]) -> Vec<String> {
     full.extend(["--dry-run", "-o", "json"]);
     let out = kip_fn(api, &full);
     let objects: Vec<Value> = serde_json::from_str(&out).expect("dry-run JSON");
-    objects.iter().map(crate::apiserver::path_of).collect()
+    objects.iter().map(kipper_fake_apiserver::path_of).collect()
 }
