@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 use super::{FunctionArgs, Io, io_error};
 use crate::crd::{
@@ -80,7 +80,8 @@ pub(crate) async fn bind(
         prefix: prefix.map(str::to_owned),
         database: database.clone(),
     });
-    api.replace(name, &PostParams::default(), &f).await?;
+    api.replace(name, &super::service::post_params(), &f)
+        .await?;
     let p = prefix.unwrap_or(kind.default_prefix());
     let mut vars = vec!["HOST", "PORT"];
     if kind.has_username() {
@@ -115,7 +116,8 @@ pub(crate) async fn unbind(
             "{service} is not bound to {name}: see `kip function list`"
         )));
     }
-    api.replace(name, &PostParams::default(), &f).await?;
+    api.replace(name, &super::service::post_params(), &f)
+        .await?;
     writeln!(
         io.out,
         "unbound {service} from {name} (its database is kept)"

@@ -1,0 +1,120 @@
+//! `kip service copy-data <svc> --from-environment SRC [--to-environment DST]`: asks the
+//! user to type the service name (the target database is wiped), then starts the copy Job in
+//! the target namespace with a mirror of the source credentials owned by the Job.
+
+use std::io::BufRead;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use rand::Rng;
+
+use super::manage::{secret_text, service_secret};
+use super::{FIELD_MANAGER, Scope, post_params};
+use crate::cli::{Io, io_error};
+use crate::services::copy::{CopyPlan, copy_job, mirror_secret, owned_by};
+use crate::services::{namespace, render::host};
+use crate::{Error, Result};
+
+/// Reads the confirmation: the service name typed back. `input` is standard input.
+pub(crate) fn confirm(
+    service: &str,
+    target_ns: &str,
+    input: &mut dyn BufRead,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    write!(
+        io.err,
+        "This wipes every table, sequence and view of {service} in {target_ns} and replaces them.\nType the service name ({service}) to confirm: "
+    )
+    .map_err(io_error)?;
+    io.err.flush().map_err(io_error)?;
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(|source| Error::Io {
+        context: "read the confirmation".into(),
+        source,
+    })?;
+    if line.trim() == service {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "confirmation did not match {service:?}: nothing was copied (use --yes to skip the question)"
+        )))
+    }
+}
+
+/// Starts the copy.
+pub(super) async fn copy_data(
+    client: &kube::Client,
+    scope: &Scope,
+    service: &str,
+    from: &str,
+    to: &str,
+    yes: bool,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let source_ns = namespace(&scope.project, Some(from));
+    let target_ns = namespace(&scope.project, Some(to));
+    let (source, source_kind) = service_secret(client, &source_ns, service).await?;
+    let (target, target_kind) = service_secret(client, &target_ns, service).await?;
+    if source_kind != target_kind {
+        return Err(Error::Invalid(format!(
+            "{service} is a {} service in {source_ns} but a {} service in {target_ns}: copy between services of the same type",
+            source_kind.as_str(),
+            target_kind.as_str()
+        )));
+    }
+    let plan = CopyPlan {
+        service: service.to_owned(),
+        kind: target_kind,
+        source_host: secret_text(&source, "host").unwrap_or_else(|| host(service, &source_ns)),
+        target_host: secret_text(&target, "host").unwrap_or_else(|| host(service, &target_ns)),
+        source_namespace: source_ns,
+        target_namespace: target_ns.clone(),
+        suffix: format!("{:08x}", rand::rng().random::<u32>()),
+    };
+    plan.validate()?;
+    if !yes {
+        // A terminal or a pipe alike: no input at all reads as a wrong answer.
+        confirm(service, &target_ns, &mut std::io::stdin().lock(), io)?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &target_ns);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &target_ns);
+    let mirror = secrets
+        .create(&post_params(), &mirror_secret(&plan, &source)?)
+        .await?;
+    let job = match jobs.create(&post_params(), &copy_job(&plan)).await {
+        Ok(job) => job,
+        Err(e) => {
+            // Without its Job nothing would ever collect the mirror.
+            let _ = secrets
+                .delete(&mirror.name_any(), &DeleteParams::default())
+                .await;
+            return Err(e.into());
+        }
+    };
+    if let Some(owner) = owned_by(&job) {
+        let patch = serde_json::json!({"metadata": {"ownerReferences": [owner]}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        secrets
+            .patch(&plan.mirror_name(), &params, &Patch::Merge(&patch))
+            .await?;
+    }
+    writeln!(
+        io.out,
+        "copy-data Job {} started in {target_ns} ({} -> {target_ns}); no retries, removed with its credentials mirror 1 hour after it finishes",
+        plan.job_name(),
+        plan.source_namespace
+    )
+    .map_err(io_error)?;
+    writeln!(
+        io.out,
+        "follow it: kubectl -n {target_ns} logs -f job/{}",
+        plan.job_name()
+    )
+    .map_err(io_error)
+}
