@@ -173,16 +173,14 @@ pub fn env(kind: ServiceKind, secret: &str) -> Vec<EnvVar> {
 pub fn args(kind: ServiceKind) -> Option<Vec<String>> {
     let v = |a: &[&str]| Some(a.iter().map(|s| (*s).to_owned()).collect());
     match kind {
-        // $(REDIS_PASSWORD) is expanded by the kubelet from the container's env: the pod spec
-        // itself holds no password.
+        // Through the image's entry point (it fixes /data's owner and drops to the redis
+        // user); the shell reads the password from the env, so the pod spec holds none. One
+        // script rather than separate arguments: a lone `yes` would be read as a boolean by
+        // YAML 1.1 parsers (kubectl's) in the --dry-run output.
         ServiceKind::Redis => v(&[
-            "redis-server",
-            "--requirepass",
-            "$(REDIS_PASSWORD)",
-            "--appendonly",
-            "yes",
-            "--dir",
-            "/data",
+            "sh",
+            "-c",
+            r#"exec docker-entrypoint.sh redis-server --requirepass "$REDIS_PASSWORD" --appendonly yes --dir /data"#,
         ]),
         ServiceKind::Minio => v(&["server", "/data", "--console-address", ":9001"]),
         _ => None,
