@@ -26,7 +26,7 @@ pub(crate) fn confirm(
 ) -> Result<()> {
     write!(
         io.err,
-        "This wipes every table, sequence and view of {service} in {target_ns} and replaces them.\nType the service name ({service}) to confirm: "
+        "This wipes the database of {service} in {target_ns}: every table, sequence and view the source has is dropped and recreated with the source's data.\nType the service name ({service}) to confirm: "
     )
     .map_err(io_error)?;
     io.err.flush().map_err(io_error)?;
