@@ -6,12 +6,11 @@ use std::io::BufRead;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch};
 use rand::Rng;
 
 use super::manage::{secret_text, service_secret};
-use super::{FIELD_MANAGER, Scope, post_params};
+use super::{Scope, apply_params, post_params};
 use crate::cli::{Io, io_error};
 use crate::services::copy::{CopyPlan, copy_job, mirror_secret, owned_by};
 use crate::services::{namespace, render::host};
@@ -81,29 +80,27 @@ pub(super) async fn copy_data(
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &target_ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &target_ns);
-    let mirror = secrets
-        .create(&post_params(), &mirror_secret(&plan, &source)?)
+    let mut mirror = mirror_secret(&plan, &source)?;
+    // Server-side apply, twice: once to create it, once more with the Job as its owner
+    // (the Job's uid exists only once the Job does). The Job cannot start before the
+    // mirror it reads exists.
+    secrets
+        .patch(&plan.mirror_name(), &apply_params(), &Patch::Apply(&mirror))
         .await?;
     let job = match jobs.create(&post_params(), &copy_job(&plan)).await {
         Ok(job) => job,
         Err(e) => {
             // Without its Job nothing would ever collect the mirror.
             let _ = secrets
-                .delete(&mirror.name_any(), &DeleteParams::default())
+                .delete(&plan.mirror_name(), &DeleteParams::default())
                 .await;
             return Err(e.into());
         }
     };
-    if let Some(owner) = owned_by(&job) {
-        let patch = serde_json::json!({"metadata": {"ownerReferences": [owner]}});
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..Default::default()
-        };
-        secrets
-            .patch(&plan.mirror_name(), &params, &Patch::Merge(&patch))
-            .await?;
-    }
+    mirror.metadata.owner_references = owned_by(&job).map(|o| vec![o]);
+    secrets
+        .patch(&plan.mirror_name(), &apply_params(), &Patch::Apply(&mirror))
+        .await?;
     writeln!(
         io.out,
         "copy-data Job {} started in {target_ns} ({} -> {target_ns}); no retries, removed with its credentials mirror 1 hour after it finishes",

@@ -88,9 +88,11 @@ pub(super) async fn list(client: &kube::Client, ns: &str, io: &mut Io<'_>) -> Re
     let sets = sets
         .list(&ListParams::default().labels("kipper.run/resource-type=service"))
         .await?;
-    let credentials = secrets
-        .list(&ListParams::default().labels(SERVICE_TYPE_LABEL))
-        .await?;
+    // Every Secret carrying the type label, including services kip did not create.
+    let mut credentials = secrets.list(&ListParams::default()).await?;
+    credentials
+        .items
+        .retain(|s| s.labels().contains_key(SERVICE_TYPE_LABEL));
     let mut rows = vec![["NAME", "TYPE", "STATUS", "READY", "STORAGE"].map(str::to_owned)];
     let mut names = BTreeSet::new();
     for s in &credentials {

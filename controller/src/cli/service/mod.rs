@@ -346,6 +346,18 @@ pub async fn run(command: &KipCommand, io: &mut Io<'_>) -> Result<()> {
     online(command, client, io).await
 }
 
+/// [`run`] with a given client (the tests' fake API server).
+pub async fn run_with_client(
+    command: &KipCommand,
+    client: kube::Client,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    if let Some(result) = offline(command, io) {
+        return result;
+    }
+    online(command, client, io).await
+}
+
 /// The one-line error of a missing service.
 pub(crate) fn unknown_service(name: &str, ns: &str) -> Error {
     Error::Invalid(format!(

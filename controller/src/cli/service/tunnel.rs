@@ -196,30 +196,24 @@ mod tests {
                     source,
                 })
         };
-        let task = tokio::spawn(async move {
-            let mut report = Vec::new();
-            forward(
-                listener,
-                connect,
-                async { stopped.await.unwrap_or(()) },
-                &mut report,
-            )
-            .await
-            .unwrap();
-            report
-        });
-        for word in ["select 1", "ping"] {
-            let mut c = TcpStream::connect(local).await.unwrap();
-            c.write_all(word.as_bytes()).await.unwrap();
-            let mut buf = vec![0u8; word.len()];
-            c.read_exact(&mut buf).await.unwrap();
-            assert_eq!(buf, word.to_uppercase().as_bytes());
-        }
-        stop.send(()).unwrap();
-        let report = tokio::time::timeout(std::time::Duration::from_secs(5), task)
-            .await
-            .unwrap()
-            .unwrap();
+        let clients = async move {
+            for word in ["select 1", "ping"] {
+                let mut c = TcpStream::connect(local).await.unwrap();
+                c.write_all(word.as_bytes()).await.unwrap();
+                let mut buf = vec![0u8; word.len()];
+                c.read_exact(&mut buf).await.unwrap();
+                assert_eq!(buf, word.to_uppercase().as_bytes());
+            }
+            stop.send(()).unwrap();
+        };
+        let mut report = Vec::new();
+        let shutdown = async { stopped.await.unwrap_or(()) };
+        let (result, ()) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(forward(listener, connect, shutdown, &mut report), clients)
+        })
+        .await
+        .unwrap();
+        result.unwrap();
         assert!(report.is_empty(), "{}", String::from_utf8_lossy(&report));
         // The listener is gone with the tunnel.
         assert!(TcpStream::connect(local).await.is_err());
@@ -231,28 +225,26 @@ mod tests {
         let local = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let connect = || async { Err::<TcpStream, _>(Error::Invalid("no kubelet".into())) };
-        let task = tokio::spawn(async move {
-            let mut report = Vec::new();
-            forward(
-                listener,
-                connect,
-                async { stopped.await.unwrap_or(()) },
-                &mut report,
-            )
-            .await
-            .unwrap();
-            report
-        });
-        let mut c = TcpStream::connect(local).await.unwrap();
-        let mut buf = Vec::new();
-        // The connection is closed (EOF), not left hanging.
-        c.read_to_end(&mut buf).await.unwrap();
-        assert!(buf.is_empty());
-        // The tunnel still accepts.
-        let _second = TcpStream::connect(local).await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        stop.send(()).unwrap();
-        let report = String::from_utf8(task.await.unwrap()).unwrap();
+        let clients = async move {
+            let mut c = TcpStream::connect(local).await.unwrap();
+            let mut buf = Vec::new();
+            // The connection is closed (EOF), not left hanging.
+            c.read_to_end(&mut buf).await.unwrap();
+            assert!(buf.is_empty());
+            // The tunnel still accepts.
+            let _second = TcpStream::connect(local).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            stop.send(()).unwrap();
+        };
+        let mut report = Vec::new();
+        let shutdown = async { stopped.await.unwrap_or(()) };
+        let (result, ()) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(forward(listener, connect, shutdown, &mut report), clients)
+        })
+        .await
+        .unwrap();
+        result.unwrap();
+        let report = String::from_utf8(report).unwrap();
         assert!(report.contains("no kubelet"), "{report}");
     }
 }

@@ -171,6 +171,10 @@ pub(super) async fn online(
         VolumeCommand::Delete { names, force } => {
             let mut missing = Vec::new();
             for name in names {
+                if claims.get_opt(&claim_name(name)).await?.is_none() {
+                    missing.push(name.clone());
+                    continue;
+                }
                 let users = users(client, &ns, name).await?;
                 if !users.is_empty() && !force {
                     return Err(Error::Invalid(format!(

@@ -1,0 +1,793 @@
+//! `kip service`, `kip volume`, `kip tunnel`: the binary offline (`--dry-run` of every type,
+//! schema-valid; bad input gets one line and no connection), and every cluster command
+//! in-process against the fake API server (the HTTPS API-server tier runs the binary online).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fake_api;
+mod fixtures;
+
+use std::process::{Command, Output};
+
+use base64::Engine;
+use clap::Parser;
+use fake_api::FakeApi;
+use http::Method;
+use kipper_controller::cli::{Io, Kip, service};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn kip(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kip"))
+        .args(args)
+        // Offline means offline: no kubeconfig to find.
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KIP_PROJECT")
+        .env_remove("KIP_ENVIRONMENT")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn dry_run_renders_every_type_offline_and_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = String::new();
+    for (kind, name, storage) in [
+        ("postgres", "mydb", "5Gi"),
+        ("mysql", "shopdb", "5Gi"),
+        ("mongodb", "docs", "5Gi"),
+        ("redis", "cache", "1Gi"),
+        ("rabbitmq", "queue", "1Gi"),
+        ("opensearch", "search", "5Gi"),
+        ("minio", "storage", "10Gi"),
+    ] {
+        let out = kip(&[
+            "service",
+            "add",
+            kind,
+            "--name",
+            name,
+            "--project",
+            "yourr-name",
+            "--environment",
+            "test",
+            "--dry-run",
+            "-o",
+            "yaml",
+        ]);
+        assert!(out.status.success(), "{kind}: {}", text(&out.stderr));
+        let yaml = text(&out.stdout);
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+            .map(|d| Value::deserialize(d).unwrap())
+            .collect();
+        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        let want: &[&str] = if kind == "mysql" {
+            &["Secret", "ConfigMap", "Service", "StatefulSet"]
+        } else {
+            &["Secret", "Service", "StatefulSet"]
+        };
+        assert_eq!(kinds, want, "{kind}");
+        assert_eq!(docs[0]["metadata"]["name"], format!("{name}-credentials"));
+        assert_eq!(docs[0]["metadata"]["namespace"], "yourr-name-test");
+        let set = docs.last().unwrap();
+        assert_eq!(
+            set["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+            storage
+        );
+        // The generated password is in the Secret (the output is meant to be applied), and
+        // stderr says so without printing it.
+        let pw = base64::engine::general_purpose::STANDARD
+            .decode(docs[0]["data"]["password"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(pw.len(), 32);
+        assert!(!text(&out.stderr).contains(&text(&pw)));
+        all.push_str(&yaml);
+    }
+    let file = dir.path().join("all.yaml");
+    std::fs::write(&file, all).unwrap();
+    fixtures::kubernetes_validate(&file);
+}
+
+#[test]
+fn dry_run_takes_size_resources_and_json() {
+    let out = kip(&[
+        "service",
+        "add",
+        "postgres",
+        "--name",
+        "db",
+        "--storage",
+        "2Gi",
+        "--cpu-limit",
+        "2",
+        "--memory-request",
+        "512Mi",
+        "--storage-class",
+        "local-path",
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let set = &docs[2];
+    let claim = &set["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(claim["resources"]["requests"]["storage"], "2Gi");
+    assert_eq!(claim["storageClassName"], "local-path");
+    let r = &set["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(r["limits"]["cpu"], "2");
+    assert_eq!(r["requests"]["memory"], "512Mi");
+    assert_eq!(set["metadata"]["namespace"], "default");
+}
+
+#[test]
+fn volume_dry_run_is_the_pvc_functions_mount() {
+    let out = kip(&[
+        "volume",
+        "create",
+        "cache",
+        "--size",
+        "3Gi",
+        "--dry-run",
+        "--project",
+        "shop",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pvc: Value = serde_yaml::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(pvc["kind"], "PersistentVolumeClaim");
+    assert_eq!(pvc["metadata"]["name"], "shared-cache");
+    assert_eq!(pvc["metadata"]["namespace"], "shop");
+    assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "3Gi");
+    assert_eq!(pvc["spec"]["accessModes"][0], "ReadWriteOnce");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pvc.yaml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    fixtures::kubernetes_validate(&file);
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_no_connection() {
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["service", "add", "cassandra", "--name", "x"],
+            "error: unknown service type \"cassandra\": use one of postgres, mysql, mongodb, redis, rabbitmq, opensearch, minio",
+        ),
+        (
+            vec![
+                "service",
+                "add",
+                "redis",
+                "--name",
+                "cache",
+                "--storage",
+                "1GB",
+            ],
+            "error: --storage \"1GB\" is not a storage size",
+        ),
+        (
+            vec![
+                "service",
+                "add",
+                "redis",
+                "--name",
+                "cache",
+                "--storage",
+                "0Gi",
+            ],
+            "error: --storage \"0Gi\" is not a storage size",
+        ),
+        (
+            vec!["service", "add", "postgres", "--name", "My_DB"],
+            "error: service name \"My_DB\" is not a DNS label",
+        ),
+        (
+            vec![
+                "service",
+                "add",
+                "postgres",
+                "--name",
+                "db",
+                "--cpu-limit",
+                "lots",
+            ],
+            "error: --cpu-limit \"lots\" is not a CPU quantity",
+        ),
+        (
+            vec!["service", "delete", "mydb"],
+            "error: refusing to delete service mydb: this destroys its volume and all its data; rerun with --delete-data to confirm",
+        ),
+        (
+            vec!["service", "info", "db.x"],
+            "error: service name \"db.x\" is not a DNS label",
+        ),
+        (
+            vec!["service", "bind", "db", "api", "--prefix", "lower_"],
+            "error: --prefix \"lower_\" is not valid",
+        ),
+        (
+            vec!["service", "copy-data", "db", "--from-environment", "test"],
+            "error: copy-data needs the environment to copy into",
+        ),
+        (
+            vec!["volume", "create", "cache", "--size", "big"],
+            "error: --size \"big\" is not a storage size",
+        ),
+        (
+            vec!["volume", "delete", "Cache"],
+            "error: volume name \"Cache\" is not a DNS label",
+        ),
+        (
+            vec!["tunnel", "My.db"],
+            "error: service name \"My.db\" is not a DNS label",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = kip(&args);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with(want), "{args:?}: {err}");
+        // Rejected before any connection: the missing kubeconfig is never mentioned.
+        assert!(!err.contains("cannot reach the cluster"), "{args:?}: {err}");
+    }
+    // Valid input without a cluster says so, in one line.
+    let out = kip(&["service", "list"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the cluster"), "{err}");
+}
+
+#[test]
+fn help_lists_the_new_commands() {
+    let out = kip(&["--help"]);
+    let help = text(&out.stdout);
+    for c in ["function", "service", "volume", "tunnel"] {
+        assert!(help.contains(c), "{help}");
+    }
+    let out = kip(&["service", "--help"]);
+    let help = text(&out.stdout);
+    for c in [
+        "add",
+        "list",
+        "info",
+        "delete",
+        "bind",
+        "unbind",
+        "copy-data",
+    ] {
+        assert!(help.contains(c), "{help}");
+    }
+}
+
+// ---- In-process, against the fake API server ----
+
+struct Run {
+    out: String,
+    err: String,
+    result: kipper_controller::Result<()>,
+}
+
+async fn run(client: &kube::Client, args: &[&str]) -> Run {
+    let mut full = vec!["kip"];
+    full.extend(args.iter());
+    let command = Kip::try_parse_from(&full).unwrap().command;
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut reader = |_key: &str| -> kipper_controller::Result<String> { Ok(String::new()) };
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        read_secret: &mut reader,
+    };
+    let result = service::run_with_client(&command, client.clone(), &mut io).await;
+    Run {
+        out: text(&out),
+        err: text(&err),
+        result,
+    }
+}
+
+const NS: &str = "shop-test";
+
+fn at(kind_path: &str, name: &str) -> String {
+    format!("{kind_path}/namespaces/{NS}/{name}")
+}
+
+fn secret_text(v: &Value, key: &str) -> String {
+    text(
+        &base64::engine::general_purpose::STANDARD
+            .decode(v["data"][key].as_str().unwrap())
+            .unwrap(),
+    )
+}
+
+/// Every write carried the field manager `kip`.
+fn assert_field_manager(fake: &FakeApi) {
+    for s in fake.log() {
+        if matches!(s.method, Method::POST | Method::PUT | Method::PATCH) {
+            assert!(
+                s.query.contains("fieldManager=kip"),
+                "{} {} without fieldManager=kip: {}",
+                s.method,
+                s.path,
+                s.query
+            );
+        }
+    }
+}
+
+fn scope() -> [&'static str; 4] {
+    ["--project", "shop", "--environment", "test"]
+}
+
+async fn svc(client: &kube::Client, args: &[&str]) -> Run {
+    let mut full = vec!["service"];
+    full.extend(args);
+    full.extend(scope());
+    run(client, &full).await
+}
+
+#[tokio::test]
+async fn add_list_info_and_refuse_a_second_add() {
+    let (fake, client) = FakeApi::start();
+    let r = svc(&client, &["add", "postgres", "--name", "mydb"]).await;
+    r.result.unwrap();
+    let secret = fake
+        .get(&at("/api/v1", "secrets/mydb-credentials"))
+        .expect("the credentials Secret");
+    assert_eq!(
+        secret["metadata"]["labels"]["kipper.run/service-type"],
+        "postgres"
+    );
+    let password = secret_text(&secret, "password");
+    // Shown once, as the page shows it.
+    for line in [
+        "Host: mydb.shop-test.svc.cluster.local".to_owned(),
+        "Port: 5432".to_owned(),
+        "Username: kipper".to_owned(),
+        format!("Password: {password}"),
+        "Database: app".to_owned(),
+    ] {
+        assert!(r.out.contains(&line), "{line} in {}", r.out);
+    }
+    assert!(fake.get(&at("/api/v1", "services/mydb")).is_some());
+    assert!(
+        fake.get(&at("/apis/apps/v1", "statefulsets/mydb"))
+            .is_some()
+    );
+
+    let again = svc(&client, &["add", "postgres", "--name", "mydb"]).await;
+    let e = again.result.unwrap_err().to_string();
+    assert!(e.contains("already exists"), "{e}");
+    assert_eq!(
+        secret_text(
+            &fake
+                .get(&at("/api/v1", "secrets/mydb-credentials"))
+                .unwrap(),
+            "password"
+        ),
+        password,
+        "the password must not change"
+    );
+
+    svc(&client, &["add", "redis", "--name", "cache"])
+        .await
+        .result
+        .unwrap();
+    // The cluster reports the database ready.
+    let mut set = fake.get(&at("/apis/apps/v1", "statefulsets/mydb")).unwrap();
+    set["status"] = json!({"replicas": 1, "readyReplicas": 1});
+    fake.insert(set);
+    // A service kip did not create: only its credentials Secret.
+    fake.insert(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "legacy-credentials", "namespace": NS,
+                     "labels": {"kipper.run/service-type": "mysql"}},
+        "data": {}}));
+    let r = svc(&client, &["list"]).await;
+    r.result.unwrap();
+    let lines: Vec<Vec<&str>> = r
+        .out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "TYPE", "STATUS", "READY", "STORAGE"]);
+    assert!(
+        lines.contains(&vec!["mydb", "postgres", "running", "1/1", "5Gi"]),
+        "{}",
+        r.out
+    );
+    assert!(
+        lines.contains(&vec!["cache", "redis", "starting", "0/1", "1Gi"]),
+        "{}",
+        r.out
+    );
+    assert!(
+        lines.contains(&vec!["legacy", "mysql", "external", "-", "-"]),
+        "{}",
+        r.out
+    );
+
+    let r = svc(&client, &["info", "mydb"]).await;
+    r.result.unwrap();
+    assert!(!r.out.contains(&password), "{}", r.out);
+    assert!(r.out.contains("Host: mydb.shop-test.svc.cluster.local"));
+    assert!(r.out.contains("--show-password"));
+    let r = svc(&client, &["info", "mydb", "--show-password"]).await;
+    assert!(
+        r.out.contains(&format!("Password: {password}")),
+        "{}",
+        r.out
+    );
+    let e = svc(&client, &["info", "ghost"]).await.result.unwrap_err();
+    assert!(e.to_string().contains("not found in shop-test"), "{e}");
+    assert_field_manager(&fake);
+}
+
+#[tokio::test]
+async fn minio_info_shows_endpoint_and_console() {
+    let (_fake, client) = FakeApi::start();
+    let r = svc(&client, &["add", "minio", "--name", "storage"]).await;
+    r.result.unwrap();
+    for out in [r.out, svc(&client, &["info", "storage"]).await.out] {
+        assert!(
+            out.contains("Endpoint: http://storage.shop-test.svc.cluster.local:9000"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Console: http://storage.shop-test.svc.cluster.local:9001"),
+            "{out}"
+        );
+    }
+}
+
+fn app(fake: &FakeApi, name: &str) {
+    fake.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "resourceVersion": "7"},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "web", "image": "web:1",
+                                                       "env": [{"name": "KEEP", "value": "1"}]}]}}}}));
+}
+
+fn function(fake: &FakeApi, name: &str, volumes: Value) {
+    fake.insert(
+        json!({"apiVersion": "kipper.run/v1alpha1", "kind": "Function",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"image": "i", "port": 8080, "volumes": volumes}}),
+    );
+}
+
+fn env_names(fake: &FakeApi, app: &str) -> Vec<String> {
+    let d = fake
+        .get(&at("/apis/apps/v1", &format!("deployments/{app}")))
+        .unwrap();
+    d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn bind_to_apps_and_functions_then_delete_unbinds_everywhere() {
+    let (fake, client) = FakeApi::start();
+    svc(&client, &["add", "postgres", "--name", "db"])
+        .await
+        .result
+        .unwrap();
+    svc(&client, &["add", "minio", "--name", "storage"])
+        .await
+        .result
+        .unwrap();
+    app(&fake, "domain-service");
+    function(&fake, "opensrs-sync", json!([]));
+
+    // An app: the page's names and per-app database, created by a Job.
+    let r = svc(&client, &["bind", "db", "domain-service"]).await;
+    r.result.unwrap();
+    assert!(r.out.contains("database: domain_service_test"), "{}", r.out);
+    let names = env_names(&fake, "domain-service");
+    for n in [
+        "KEEP",
+        "DB_HOST",
+        "DB_PORT",
+        "DB_USERNAME",
+        "DB_PASSWORD",
+        "DB_NAME",
+    ] {
+        assert!(names.contains(&n.to_owned()), "{n}: {names:?}");
+    }
+    let jobs: Vec<String> = fake
+        .paths()
+        .into_iter()
+        .filter(|p| p.contains("/jobs/db-createdb-"))
+        .collect();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = fake.get(&jobs[0]).unwrap();
+    assert!(job.to_string().contains("domain_service_test"));
+    svc(&client, &["bind", "storage", "domain-service"])
+        .await
+        .result
+        .unwrap();
+    let names = env_names(&fake, "domain-service");
+    for n in ["S3_HOST", "S3_PORT", "S3_USERNAME", "S3_PASSWORD"] {
+        assert!(names.contains(&n.to_owned()), "{n}: {names:?}");
+    }
+
+    // A function: `kip service bind <svc> <fn>` is `kip function bind <fn> <svc>`.
+    let r = svc(&client, &["bind", "db", "opensrs-sync"]).await;
+    r.result.unwrap();
+    assert!(
+        r.out.contains("database: db_opensrs_sync_test"),
+        "{}",
+        r.out
+    );
+    let f = fake
+        .get(&at("/apis/kipper.run/v1alpha1", "functions/opensrs-sync"))
+        .unwrap();
+    assert_eq!(f["spec"]["serviceBindings"][0]["name"], "db");
+
+    let e = svc(&client, &["bind", "db", "nobody"])
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("no app or function named"), "{e}");
+    let e = svc(&client, &["bind", "ghost", "domain-service"])
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("not found"), "{e}");
+
+    // Unbind an app: its variables go, the others stay.
+    let r = svc(&client, &["unbind", "storage", "domain-service"]).await;
+    r.result.unwrap();
+    let names = env_names(&fake, "domain-service");
+    assert!(names.iter().all(|n| !n.starts_with("S3_")), "{names:?}");
+    assert!(names.contains(&"DB_HOST".to_owned()));
+
+    // Delete: refused without --delete-data; with it, unbinds everywhere and removes the data.
+    let e = svc(&client, &["delete", "db"]).await.result.unwrap_err();
+    assert!(e.to_string().contains("--delete-data"), "{e}");
+    fake.insert(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-db-0", "namespace": NS,
+                     "labels": {"kipper.run/service": "db"}}}));
+    let r = svc(&client, &["delete", "db", "--delete-data"]).await;
+    r.result.unwrap();
+    assert!(
+        r.out.contains("unbound db from function opensrs-sync"),
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("unbound db from app domain-service"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("data-db-0"), "{}", r.out);
+    assert_eq!(env_names(&fake, "domain-service"), ["KEEP"]);
+    let f = fake
+        .get(&at("/apis/kipper.run/v1alpha1", "functions/opensrs-sync"))
+        .unwrap();
+    assert!(
+        f["spec"]["serviceBindings"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{f}"
+    );
+    for gone in [
+        at("/api/v1", "secrets/db-credentials"),
+        at("/api/v1", "services/db"),
+        at("/apis/apps/v1", "statefulsets/db"),
+        at("/api/v1", "persistentvolumeclaims/data-db-0"),
+    ] {
+        assert!(fake.get(&gone).is_none(), "{gone} is still there");
+    }
+    // The other service is untouched.
+    assert!(
+        fake.get(&at("/api/v1", "secrets/storage-credentials"))
+            .is_some()
+    );
+    let e = svc(&client, &["delete", "db", "--delete-data"])
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("not found"), "{e}");
+    assert_field_manager(&fake);
+}
+
+fn vol<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut full = vec!["volume"];
+    full.extend(args.iter().copied());
+    full.extend(scope());
+    full
+}
+
+#[tokio::test]
+async fn volumes_create_list_and_delete() {
+    let (fake, client) = FakeApi::start();
+    run(&client, &vol(&["create", "cache", "--size", "2Gi"]))
+        .await
+        .result
+        .unwrap();
+    let pvc = fake
+        .get(&at("/api/v1", "persistentvolumeclaims/shared-cache"))
+        .unwrap();
+    assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "2Gi");
+    let e = run(&client, &vol(&["create", "cache"]))
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    function(
+        &fake,
+        "cache-warmer",
+        json!([{"name": "cache", "mountPath": "/data"}]),
+    );
+    let r = run(&client, &vol(&["list"])).await;
+    r.result.unwrap();
+    assert!(r.out.contains("MOUNTED BY"), "{}", r.out);
+    let row = r.out.lines().find(|l| l.starts_with("cache")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["cache", "2Gi", "ReadWriteOnce", "Pending", "cache-warmer"]
+    );
+    let e = run(&client, &vol(&["delete", "cache"]))
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("mounted by cache-warmer"), "{e}");
+    run(&client, &vol(&["delete", "cache", "--force"]))
+        .await
+        .result
+        .unwrap();
+    assert!(
+        fake.get(&at("/api/v1", "persistentvolumeclaims/shared-cache"))
+            .is_none()
+    );
+    let e = run(&client, &vol(&["delete", "cache"]))
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("not found"), "{e}");
+    assert_field_manager(&fake);
+}
+
+#[tokio::test]
+async fn copy_data_starts_the_job_with_an_owned_mirror() {
+    let (fake, client) = FakeApi::start();
+    for env in ["test", "acc"] {
+        let r = run(
+            &client,
+            &[
+                "service",
+                "add",
+                "postgres",
+                "--name",
+                "db",
+                "--project",
+                "shop",
+                "--environment",
+                env,
+            ],
+        )
+        .await;
+        r.result.unwrap();
+    }
+    let r = run(
+        &client,
+        &[
+            "service",
+            "copy-data",
+            "db",
+            "--from-environment",
+            "test",
+            "--project",
+            "shop",
+            "--environment",
+            "acc",
+            "--yes",
+        ],
+    )
+    .await;
+    r.result.unwrap();
+    let job_path = fake
+        .paths()
+        .into_iter()
+        .find(|p| p.starts_with("/apis/batch/v1/namespaces/shop-acc/jobs/db-copy-"))
+        .expect("the copy Job in the target namespace");
+    let job = fake.get(&job_path).unwrap();
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 3600);
+    let job_name = job["metadata"]["name"].as_str().unwrap();
+    let mirror = fake
+        .get(&format!(
+            "/api/v1/namespaces/shop-acc/secrets/{job_name}-source"
+        ))
+        .expect("the mirror of the source credentials");
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Job");
+    assert_eq!(
+        mirror["metadata"]["ownerReferences"][0]["uid"],
+        job["metadata"]["uid"]
+    );
+    let source = fake
+        .get("/api/v1/namespaces/shop-test/secrets/db-credentials")
+        .unwrap();
+    assert_eq!(
+        secret_text(&mirror, "password"),
+        secret_text(&source, "password")
+    );
+    assert_eq!(
+        secret_text(&mirror, "host"),
+        "db.shop-test.svc.cluster.local"
+    );
+    assert!(r.out.contains(job_name), "{}", r.out);
+    assert_field_manager(&fake);
+
+    // Postgres only, for now.
+    for env in ["test", "acc"] {
+        run(
+            &client,
+            &[
+                "service",
+                "add",
+                "redis",
+                "--name",
+                "cache",
+                "--project",
+                "shop",
+                "--environment",
+                env,
+            ],
+        )
+        .await
+        .result
+        .unwrap();
+    }
+    let e = run(
+        &client,
+        &[
+            "service",
+            "copy-data",
+            "cache",
+            "--from-environment",
+            "test",
+            "--project",
+            "shop",
+            "--to-environment",
+            "acc",
+            "--yes",
+        ],
+    )
+    .await
+    .result
+    .unwrap_err();
+    assert!(e.to_string().contains("postgres services only"), "{e}");
+}
+
+#[tokio::test]
+async fn tunnel_needs_a_running_pod() {
+    let (fake, client) = FakeApi::start();
+    svc(&client, &["add", "postgres", "--name", "mydb"])
+        .await
+        .result
+        .unwrap();
+    let mut full = vec!["tunnel", "mydb"];
+    full.extend(scope());
+    let r = run(&client, &full).await;
+    let e = r.result.unwrap_err().to_string();
+    assert!(e.contains("no running pod"), "{e}");
+    assert!(r.out.is_empty() && r.err.is_empty());
+    let mut full = vec!["tunnel", "ghost"];
+    full.extend(scope());
+    let e = run(&client, &full).await.result.unwrap_err().to_string();
+    assert!(e.contains("not found"), "{e}");
+    let _ = fake;
+}
