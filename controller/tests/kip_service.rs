@@ -791,3 +791,155 @@ async fn tunnel_needs_a_running_pod() {
     assert!(e.contains("not found"), "{e}");
     let _ = fake;
 }
+
+/// A writer the test can read while the command still runs.
+#[derive(Clone, Default)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn text(&self) -> String {
+        text(&self.0.lock().unwrap())
+    }
+}
+
+/// What can be tested without a kubelet: the pod is found, the local port opens with the
+/// page's line, a busy port is refused in one line, and a connection whose port-forward the
+/// API server cannot upgrade is closed and reported (a real kubelet is needed past that).
+#[tokio::test]
+async fn tunnel_opens_locally_and_reports_an_upstream_it_cannot_reach() {
+    use tokio::io::AsyncReadExt;
+
+    let (fake, client) = FakeApi::start();
+    svc(&client, &["add", "postgres", "--name", "mydb"])
+        .await
+        .result
+        .unwrap();
+    fake.insert(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "mydb-0", "namespace": NS, "labels": {"kipper.run/service": "mydb"}},
+        "spec": {"containers": [{"name": "postgres", "image": "postgres"}]},
+        "status": {"phase": "Running"}}));
+
+    // A busy port: one line naming another.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let mut full = vec!["tunnel", "mydb", "--local-port", &port];
+    full.extend(scope());
+    let e = run(&client, &full).await.result.unwrap_err().to_string();
+    assert!(
+        e.contains("already in use") && e.contains("--local-port"),
+        "{e}"
+    );
+    drop(busy);
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let port_arg = port.to_string();
+    let mut full = vec!["kip", "tunnel", "mydb", "--local-port", &port_arg];
+    full.extend(scope());
+    let command = Kip::try_parse_from(&full).unwrap().command;
+    let (mut out, mut err) = (Shared::default(), Shared::default());
+    let (out_view, err_view) = (out.clone(), err.clone());
+    let mut reader = |_key: &str| -> kipper_controller::Result<String> { Ok(String::new()) };
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        read_secret: &mut reader,
+    };
+    let tunnel = service::run_with_client(&command, client.clone(), &mut io);
+    let probe = async {
+        // Wait for the line, then connect as a database client would.
+        for _ in 0..100 {
+            if out_view.text().contains("Tunnel open") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        // Closed, not hanging: the fake API server cannot upgrade to a port-forward stream.
+        let _ = c.read_to_end(&mut buf).await;
+        for _ in 0..100 {
+            if !err_view.text().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    // The tunnel runs until Ctrl+C; the test stops it by dropping it after the probe.
+    tokio::select! {
+        r = tunnel => panic!("the tunnel ended by itself: {r:?}"),
+        () = probe => {}
+    }
+    assert_eq!(
+        out_view.text(),
+        format!("✔ Tunnel open: localhost:{port} → mydb (postgres)\nPress Ctrl+C to close\n")
+    );
+    let err = err_view.text();
+    assert!(err.starts_with("connection from 127.0.0.1:"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let pf = fake
+        .log()
+        .into_iter()
+        .find(|s| s.path.ends_with("/pods/mydb-0/portforward"))
+        .expect("a port-forward request for the service's pod");
+    assert!(pf.query.contains("ports=5432"), "{}", pf.query);
+}
+
+/// `kip function create --volume name:/path` needs the volume `kip volume create` made.
+#[tokio::test]
+async fn function_volumes_must_exist() {
+    let (fake, client) = FakeApi::start();
+    let create = |client: kube::Client| async move {
+        let full = [
+            "kip",
+            "function",
+            "create",
+            "warmer",
+            "--image",
+            "i",
+            "--volume",
+            "cache:/data",
+            "--project",
+            "shop",
+            "--environment",
+            "test",
+        ];
+        let kipper_controller::cli::KipCommand::Function(fargs) =
+            Kip::try_parse_from(full).unwrap().command
+        else {
+            panic!("not a function command");
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut reader = |_key: &str| -> kipper_controller::Result<String> { Ok(String::new()) };
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            read_secret: &mut reader,
+        };
+        kipper_controller::cli::run(&fargs, client, &mut io).await
+    };
+    let e = create(client.clone()).await.unwrap_err().to_string();
+    assert!(e.contains("kip volume create cache"), "{e}");
+    run(&client, &vol(&["create", "cache"]))
+        .await
+        .result
+        .unwrap();
+    create(client.clone()).await.unwrap();
+    assert!(
+        fake.get(&at("/apis/kipper.run/v1alpha1", "functions/warmer"))
+            .is_some()
+    );
+}
