@@ -278,18 +278,20 @@ mod tests {
 
     #[test]
     fn the_mirror_holds_only_what_the_job_reads() {
-        let mut source = Secret::default();
-        source.data = Some(
-            [
-                ("username", "kipper"),
-                ("password", "pw"),
-                ("database", "app"),
-                ("extra", "x"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
-            .collect(),
-        );
+        let mut source = Secret {
+            data: Some(
+                [
+                    ("username", "kipper"),
+                    ("password", "pw"),
+                    ("database", "app"),
+                    ("extra", "x"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+            ),
+            ..Default::default()
+        };
         let m = mirror_secret(&plan(), &source).unwrap();
         let keys: Vec<&String> = m.data.as_ref().unwrap().keys().collect();
         assert_eq!(keys, ["database", "host", "password", "username"]);
