@@ -380,6 +380,18 @@ async fn add_list_info_and_refuse_a_second_add() {
         .await
         .result
         .unwrap();
+    // A name whose Service belongs to an app or a function is refused.
+    fake.insert(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": NS, "labels": {"app": "web"}}}));
+    let e = svc(&client, &["add", "postgres", "--name", "web"])
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("pick another --name"), "{e}");
+    assert!(
+        fake.get(&at("/api/v1", "secrets/web-credentials"))
+            .is_none()
+    );
     // The cluster reports the database ready.
     let mut set = fake.get(&at("/apis/apps/v1", "statefulsets/mydb")).unwrap();
     set["status"] = json!({"replicas": 1, "readyReplicas": 1});

@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::ResourceExt;
 use kube::api::{Api, Patch};
 
 use super::{AddArgs, Scope, apply_params};
@@ -10,7 +11,7 @@ use crate::cli::{Io, OutputFormat, io_error};
 use crate::facts::credentials_secret;
 use crate::services::render::{self, ServiceObjects, host};
 use crate::services::{
-    Credentials, ServiceKind, ServiceSpec, generate_password, parse_kind, profile,
+    Credentials, SERVICE_LABEL, ServiceKind, ServiceSpec, generate_password, parse_kind, profile,
 };
 use crate::{Error, Result};
 
@@ -129,6 +130,16 @@ pub(super) async fn add(client: &kube::Client, spec: &ServiceSpec, io: &mut Io<'
             spec.name, spec.name
         )));
     }
+    // The Service `<name>` is the DNS name: it must not be an app's or a function's.
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    if let Some(existing) = services.get_opt(&spec.name).await?
+        && existing.labels().get(SERVICE_LABEL) != Some(&spec.name)
+    {
+        return Err(Error::Invalid(format!(
+            "the name {} is taken in {ns} by another Service (an app's or a function's): pick another --name",
+            spec.name
+        )));
+    }
     let (objects, credentials) = objects(spec);
     let params = apply_params();
     // The Secret first: the pods read their credentials from it.
@@ -149,7 +160,6 @@ pub(super) async fn add(client: &kube::Client, spec: &ServiceSpec, io: &mut Io<'
         )
         .await?;
     }
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     services
         .patch(&spec.name, &params, &Patch::Apply(&objects.service))
         .await?;
