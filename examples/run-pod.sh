@@ -15,10 +15,15 @@ export PORT=${PORT:-8080}
 target=${CARGO_TARGET_DIR:-target}/release
 
 case "${KIPPER_TRIGGER:-http}" in
-  postgres|mysql|redis|minio) packages=(-p kipper-shim -p kipper-poll); sidecar=1 ;;
-  *) packages=(-p kipper-shim); sidecar=0 ;;
+  postgres|mysql|redis|minio) bins=(--bin kipper-shim --bin kipper-poll); sidecar=1 ;;
+  *) bins=(--bin kipper-shim); sidecar=0 ;;
 esac
-cargo build --release --quiet "${packages[@]}"
+# --workspace with --bin builds only these binaries, with the dependency features of the whole
+# workspace: the same build as the benchmarks' and as every other run of this script, so each
+# binary is compiled once. The first release build takes a while (README, "Build times");
+# cargo's progress shows on stderr.
+echo "run-pod: cargo build --release --workspace ${bins[*]} (the first time: up to 20 minutes on a busy 2-core machine)" >&2
+cargo build --release --workspace "${bins[@]}"
 
 "$target/kipper-shim" "$handler" &
 shim=$!

@@ -79,19 +79,50 @@ pub struct ControllerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Checks a cluster domain (`--cluster-domain` / `KIPPER_CLUSTER_DOMAIN` of the controller
+/// and of `kip`); the error names `flag` and the fix.
+pub fn validate_cluster_domain(domain: &str, flag: &str) -> crate::Result<String> {
+    let domain = domain.trim();
+    let domain_ok = !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if domain_ok {
+        Ok(domain.to_owned())
+    } else {
+        Err(crate::Error::Invalid(format!(
+            "{flag} / KIPPER_CLUSTER_DOMAIN {domain:?} is not a DNS name: use e.g. 46-225-91-12.kipper.run"
+        )))
+    }
+}
+
 impl ControllerArgs {
+    /// Parses the command line and environment. `--help` and `--version`
+    /// print and exit 0; anything else wrong comes back as one line (clap's
+    /// own report adds usage lines), for `main` to print with exit code 2.
+    pub fn parse_one_line() -> Result<Self, String> {
+        use clap::error::ErrorKind;
+        match Self::try_parse() {
+            Ok(args) => Ok(args),
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                e.exit()
+            }
+            Err(e) => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let first = first.trim_start_matches("error: ");
+                Err(match e.kind() {
+                    // The one required setting; clap lists it on a second line.
+                    ErrorKind::MissingRequiredArgument => "KIPPER_CLUSTER_DOMAIN (--cluster-domain) is required: the public domain of function URLs, e.g. KIPPER_CLUSTER_DOMAIN=46-225-91-12.kipper.run".to_owned(),
+                    _ => format!("{first}; see kipper-controller --help"),
+                })
+            }
+        }
+    }
+
     /// Validates; the error is one line naming the setting and the fix.
     pub fn validate(self) -> crate::Result<ControllerConfig> {
-        let domain = self.cluster_domain.trim();
-        let domain_ok = !domain.is_empty()
-            && domain
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !domain_ok {
-            return Err(crate::Error::Invalid(format!(
-                "--cluster-domain / KIPPER_CLUSTER_DOMAIN {domain:?} is not a DNS name: use e.g. 46-225-91-12.kipper.run"
-            )));
-        }
+        let domain = validate_cluster_domain(&self.cluster_domain, "--cluster-domain")?;
         if !(self.pending_url.starts_with("http://") || self.pending_url.starts_with("https://")) {
             return Err(crate::Error::Invalid(format!(
                 "--pending-url / KIPPER_PENDING_URL {:?} must be an http(s) URL reachable by KEDA",
@@ -101,7 +132,7 @@ impl ControllerArgs {
         Ok(ControllerConfig {
             listen: self.listen,
             render: RenderSettings {
-                cluster_domain: domain.to_owned(),
+                cluster_domain: domain,
                 node_image: self.node_image,
                 python_image: self.python_image,
                 poll_image: self.poll_image,

@@ -36,8 +36,8 @@ pub enum Error {
         owner: String,
     },
 
-    /// The Kubernetes API refused or failed a request.
-    #[error("kubernetes API: {0}")]
+    /// The Kubernetes API refused or failed a request (one human line, see [`describe_kube`]).
+    #[error("{}", describe_kube(.0))]
     Kube(#[from] kube::Error),
 
     /// An object could not be (de)serialized.
@@ -60,6 +60,55 @@ pub enum Error {
     /// An S3 request for the pending-changes count failed.
     #[error("s3: {0}")]
     S3(String),
+
+    /// Something the controller depends on is not available yet (retried with backoff).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// One line a user can act on for a Kubernetes client error: the API server's own message
+/// (not the Rust structure), with what to check for the usual causes.
+pub fn describe_kube(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let details = status.details.as_ref();
+            let kind = details.map(|d| d.kind.as_str()).unwrap_or_default();
+            let name = details.map(|d| d.name.as_str()).unwrap_or_default();
+            match status.code {
+                404 if kind == "namespaces" => format!(
+                    "namespace {name:?} not found: create it or check --project/--environment"
+                ),
+                401 => format!(
+                    "the API server refused the credentials ({}): check the kubeconfig's user",
+                    status.message
+                ),
+                403 => format!(
+                    "{}: the kubeconfig's user is not allowed to do this (check its RBAC roles)",
+                    status.message
+                ),
+                _ if status.message.is_empty() => {
+                    format!("the API server answered {} {}", status.code, status.reason)
+                }
+                _ => status.message.clone(),
+            }
+        }
+        other => {
+            // Connection and TLS failures nest their cause: name the innermost one.
+            let mut cause: &dyn std::error::Error = other;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            if matches!(other, kube::Error::Service(_) | kube::Error::HyperError(_)) {
+                format!(
+                    "cannot reach the Kubernetes API server: {cause} (check the kubeconfig's server address, or that the cluster is up)"
+                )
+            } else if cause.to_string() == other.to_string() {
+                other.to_string()
+            } else {
+                format!("{other}: {cause}")
+            }
+        }
+    }
 }
 
 /// The library's result type.
@@ -77,6 +126,7 @@ impl Error {
             Error::Json(_) | Error::Yaml(_) => "SerializationError",
             Error::Io { .. } => "IoError",
             Error::S3(_) => "S3Error",
+            Error::Unavailable(_) => "Unavailable",
         }
     }
 }

@@ -3,11 +3,16 @@
 //!
 //! A service `<svc>` in namespace `<ns>` is reachable at `<svc>.<ns>.svc.cluster.local` on its
 //! type's port, and its credentials are in the Secret `<svc>-credentials` (keys `username`,
-//! `password`, `database`), labelled `kipper.run/service-type=<type>`. A MinIO service's
-//! Secret may also hold `endpoint` (an S3 URL), used by the pending-changes counter instead
-//! of the in-cluster address.
+//! `password`, `database`), labelled `kipper.run/service-type=<type>`. The Secret may also
+//! hold `host` and `port`, for a server outside the cluster: every consumer (binding
+//! variables, KEDA triggers, database creation) then uses them. A MinIO service's Secret may
+//! also hold `endpoint` (an S3 URL), used by the pending-changes counter instead of the
+//! in-cluster address.
 
 use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 
 use crate::crd::TriggerType;
 use crate::{Error, Result};
@@ -135,6 +140,16 @@ pub mod keys {
     pub const PASSWORD: &str = "password";
     /// Default database key.
     pub const DATABASE: &str = "database";
+    /// Optional: the server's host, for a service outside the cluster.
+    pub const HOST: &str = "host";
+    /// Optional: the server's port, with `host`.
+    pub const PORT: &str = "port";
+}
+
+/// A UTF-8 value of a Secret, if present.
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
 }
 
 impl ServiceFacts {
@@ -147,6 +162,36 @@ impl ServiceFacts {
             port: kind.default_port(),
             secret: credentials_secret(name),
         }
+    }
+}
+
+impl ServiceFacts {
+    /// The facts of the service whose credentials Secret is `secret`: its type from the
+    /// `kipper.run/service-type` label, the conventional address unless the Secret carries
+    /// `host` (and `port`). `None` when the label is missing or unknown; an error when `port`
+    /// is not a port number.
+    pub fn from_secret(name: &str, namespace: &str, secret: &Secret) -> Result<Option<Self>> {
+        let Some(kind) = secret
+            .labels()
+            .get(SERVICE_TYPE_LABEL)
+            .and_then(|k| ServiceKind::parse(k))
+        else {
+            return Ok(None);
+        };
+        let mut facts = Self::conventional(name, kind, namespace);
+        if let Some(host) = secret_value(secret, keys::HOST).filter(|h| !h.trim().is_empty()) {
+            facts.host = host.trim().to_owned();
+        }
+        if let Some(port) = secret_value(secret, keys::PORT) {
+            facts.port = port.trim().parse().map_err(|_| {
+                Error::Invalid(format!(
+                    "Secret {} key \"port\" is {port:?}, not a port number: set it to e.g. {}",
+                    facts.secret,
+                    kind.default_port()
+                ))
+            })?;
+        }
+        Ok(Some(facts))
     }
 }
 

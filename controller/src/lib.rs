@@ -62,11 +62,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let client = kube::Client::try_default().await.map_err(|e| {
-        Error::Invalid(format!(
-            "no Kubernetes API to talk to ({e}): run in a cluster or set KUBECONFIG"
+        Error::Unavailable(format!(
+            "no Kubernetes API to talk to ({}): run in a cluster or set KUBECONFIG",
+            error::describe_kube(&e)
         ))
     })?;
     let metrics = Arc::new(metrics::Metrics::new());
+    let health = controller::ApiHealth::default();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Io {
@@ -80,6 +82,7 @@ pub async fn run(
     )));
     let state = server::ServerState {
         metrics: metrics.clone(),
+        api: health.clone(),
         pending: Arc::new(move |namespace, function| {
             let client = pending_client.clone();
             let cache = cache.clone();
@@ -103,7 +106,13 @@ pub async fn run(
         stopped(rx.clone()),
         config.shutdown_grace,
     ));
-    let ctl = tokio::spawn(controller::run(client, config.render, metrics, stopped(rx)));
+    let ctl = tokio::spawn(controller::run(
+        client,
+        config.render,
+        metrics,
+        health,
+        stopped(rx),
+    ));
     shutdown.await;
     tracing::info!(message = "Shutting down.");
     let _ = tx.send(true);

@@ -1,24 +1,30 @@
 //! kipper-controller: parse config, start telemetry, run.
+//!
+//! Exit codes, the rule of all three binaries: 2 for bad configuration (one
+//! line naming the setting and the fix, before anything listens), 1 for a
+//! failure at run time.
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use kipper_controller::config::ControllerArgs;
-
-async fn start() -> anyhow::Result<()> {
-    let config = ControllerArgs::parse().validate()?;
-    kipper_controller::telemetry::init(config.log_json);
-    kipper_controller::run(config, kipper_controller::shutdown_signal()).await?;
-    Ok(())
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
     kipper_tls::install_crypto_provider();
-    match start().await {
+    let config = match ControllerArgs::parse_one_line()
+        .and_then(|args| args.validate().map_err(|e| e.to_string()))
+    {
+        Ok(config) => config,
+        Err(line) => {
+            eprintln!("kipper-controller: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    kipper_controller::telemetry::init(config.log_json);
+    match kipper_controller::run(config, kipper_controller::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line naming the setting and the fix; no backtrace for a user's mistake.
+            // One line; no backtrace for a failure the user can act on.
             eprintln!("kipper-controller: {e}");
             ExitCode::FAILURE
         }

@@ -275,7 +275,6 @@ pub async fn resolve(
             "Function {namespace}/{function}: the minio trigger needs source and bucket"
         )));
     };
-    let facts = ServiceFacts::conventional(source, ServiceKind::Minio, namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets
         .get_opt(&credentials_secret(source))
@@ -284,6 +283,9 @@ pub async fn resolve(
             service: source.to_owned(),
             namespace: namespace.to_owned(),
         })?;
+    // The Secret's `host`/`port` when it has them (a server outside the cluster).
+    let facts = ServiceFacts::from_secret(source, namespace, &secret)?
+        .unwrap_or_else(|| ServiceFacts::conventional(source, ServiceKind::Minio, namespace));
     let field = |key: &str| -> Result<String> {
         let bytes = secret
             .data

@@ -54,10 +54,17 @@ impl Schedule {
         let [minute, hour, dom, month, dow] = parts.as_slice() else {
             return Err(bad(format!("{} fields", parts.len())));
         };
+        // Ranges are checked here, in the user's terms: the `cron` crate's
+        // messages are off by one ("Hours must be less than 23") and quote
+        // the 6-field expression it is given, which the user never wrote.
+        check_field("minute", minute, 0, 59).map_err(bad)?;
+        check_field("hour", hour, 0, 23).map_err(bad)?;
+        check_field("day-of-month", dom, 1, 31).map_err(bad)?;
+        check_field("month", month, 1, 12).map_err(bad)?;
         let dow_named = name_days(dow).map_err(bad)?;
         let build = |dom: &str, dow: &str| {
             cron::Schedule::from_str(&format!("0 {minute} {hour} {dom} {month} {dow}"))
-                .map_err(|e| bad(e.to_string()))
+                .map_err(|_| bad("a field is not a number, name, range, list or step".into()))
         };
         let restricted = |f: &str| f != "*" && f != "?";
         let parsed = if restricted(dom) && restricted(dow) {
@@ -128,6 +135,37 @@ impl Schedule {
             ),
         }
     }
+}
+
+/// Checks the numbers of one field (`*`, `n`, `a-b`, lists, `/step`) against
+/// its range; names (`JAN`) are left to the `cron` crate.
+fn check_field(name: &str, field: &str, min: u32, max: u32) -> Result<(), String> {
+    for item in field.split(',') {
+        let (base, step) = match item.split_once('/') {
+            Some((base, step)) => (base, Some(step)),
+            None => (item, None),
+        };
+        if let Some(step) = step
+            && !step.parse::<u32>().is_ok_and(|s| s > 0)
+        {
+            return Err(format!(
+                "{name} step {step:?} is not a whole number above 0"
+            ));
+        }
+        if base == "*" || base == "?" {
+            continue;
+        }
+        let (low, high) = base.split_once('-').unwrap_or((base, base));
+        for part in [low, high] {
+            if part.bytes().all(|b| b.is_ascii_digit())
+                && !part.is_empty()
+                && !part.parse::<u32>().is_ok_and(|n| (min..=max).contains(&n))
+            {
+                return Err(format!("{name} {part} is out of range {min}-{max}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites numeric days (0-7, Sunday = 0 or 7) into names the `cron` crate reads the same way.
@@ -265,5 +303,42 @@ mod tests {
             assert!(e.contains("--schedule"), "{bad}: {e}");
         }
         assert!(Schedule::parse("@daily").is_ok());
+    }
+
+    #[test]
+    fn out_of_range_says_the_range_in_the_users_terms() {
+        let shape =
+            "use 5 fields \"minute hour day-of-month month day-of-week\", e.g. \"0 2 * * *\"";
+        for (bad, why) in [
+            ("0 25 * * *", "hour 25 is out of range 0-23"),
+            ("60 * * * *", "minute 60 is out of range 0-59"),
+            ("0 0 0 * *", "day-of-month 0 is out of range 1-31"),
+            ("0 0 1 13 *", "month 13 is out of range 1-12"),
+            ("0 1-24 * * *", "hour 24 is out of range 0-23"),
+            (
+                "*/0 * * * *",
+                "minute step \"0\" is not a whole number above 0",
+            ),
+            ("0 0 * * 8", "day-of-week 8 is out of range 0-7"),
+        ] {
+            assert_eq!(
+                Schedule::parse(bad).unwrap_err().to_string(),
+                format!("--schedule {bad:?} is not a valid cron expression ({why}): {shape}")
+            );
+        }
+        // The edges are valid.
+        for good in [
+            "59 23 31 12 7",
+            "0 0 1 1 0",
+            "0 */23 * * *",
+            "0 0 * JAN-DEC MON-FRI",
+        ] {
+            assert!(Schedule::parse(good).is_ok(), "{good}");
+        }
+        let other = Schedule::parse("x y z w v").unwrap_err().to_string();
+        assert!(
+            !other.contains("0 x y"),
+            "no internal 6-field expression: {other}"
+        );
     }
 }

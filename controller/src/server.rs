@@ -32,6 +32,8 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     /// The pending-changes counter.
     pub pending: PendingCounter,
+    /// Whether the Kubernetes API answers (`/ready` fails while it does not).
+    pub api: crate::controller::ApiHealth,
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
@@ -65,7 +67,12 @@ pub async fn route(state: &ServerState, method: &Method, path: &str) -> Response
         );
     }
     match path {
-        "/health" | "/ready" => json(StatusCode::OK, serde_json::json!({"ok": true})),
+        "/health" => json(StatusCode::OK, serde_json::json!({"ok": true})),
+        "/ready" if state.api.reachable() => json(StatusCode::OK, serde_json::json!({"ok": true})),
+        "/ready" => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"ok": false, "reason": "cannot reach the Kubernetes API server"}),
+        ),
         "/metrics" => {
             let mut resp = Response::new(Full::new(Bytes::from(state.metrics.encode())));
             resp.headers_mut().insert(
@@ -164,9 +171,12 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn state(result: fn() -> Result<u64>) -> ServerState {
+        let api = crate::controller::ApiHealth::default();
+        api.set(true);
         ServerState {
             metrics: Arc::new(Metrics::new()),
             pending: Arc::new(move |_, _| Box::pin(async move { result() })),
+            api,
         }
     }
 
@@ -184,6 +194,11 @@ mod tests {
             (200, r#"{"ok":true}"#.into())
         );
         assert_eq!(text(route(&s, &Method::GET, "/ready").await).await.0, 200);
+        s.api.set(false);
+        let (code, body) = text(route(&s, &Method::GET, "/ready").await).await;
+        assert_eq!(code, 503);
+        assert!(body.contains("Kubernetes API"), "{body}");
+        s.api.set(true);
         assert_eq!(text(route(&s, &Method::POST, "/health").await).await.0, 405);
         assert_eq!(text(route(&s, &Method::GET, "/nope").await).await.0, 404);
         assert_eq!(

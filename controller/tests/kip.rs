@@ -2,14 +2,14 @@
 //! and every cluster command against the fake API server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fake_api;
+mod apiserver;
 mod fixtures;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+use apiserver::ApiServer;
 use clap::Parser;
-use fake_api::FakeApi;
 use http::Method;
 use kipper_controller::cli::{self, FunctionArgs, Io, Kip, KipCommand};
 use serde_json::{Value, json};
@@ -306,7 +306,7 @@ async fn run(client: &kube::Client, args: &[&str], secret: Option<&str>) -> Run 
 
 const NS: &str = "shop-prod";
 
-fn service(fake: &FakeApi, name: &str, kind: &str) {
+fn service(fake: &ApiServer, name: &str, kind: &str) {
     fake.insert(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": format!("{name}-credentials"), "namespace": NS,
@@ -315,7 +315,7 @@ fn service(fake: &FakeApi, name: &str, kind: &str) {
     }));
 }
 
-fn function(fake: &FakeApi, name: &str) -> Value {
+fn function(fake: &ApiServer, name: &str) -> Value {
     fake.get(&format!(
         "/apis/kipper.run/v1alpha1/namespaces/{NS}/functions/{name}"
     ))
@@ -324,7 +324,9 @@ fn function(fake: &FakeApi, name: &str) -> Value {
 
 #[tokio::test]
 async fn create_update_list_and_delete() {
-    let (fake, client) = FakeApi::start();
+    let fake = ApiServer::start();
+    fake.namespace("shop-prod");
+    let client = fake.client().await;
     service(&fake, "mydb", "postgres");
     let r = run(
         &client,
@@ -422,7 +424,9 @@ async fn create_update_list_and_delete() {
 
 #[tokio::test]
 async fn bind_and_unbind() {
-    let (fake, client) = FakeApi::start();
+    let fake = ApiServer::start();
+    fake.namespace("shop-prod");
+    let client = fake.client().await;
     service(&fake, "eventdb", "postgres");
     service(&fake, "cache", "redis");
     run(&client, &["create", "sync", "--image", "i"], None)
@@ -504,7 +508,9 @@ async fn bind_and_unbind() {
 
 #[tokio::test]
 async fn env_and_write_only_secrets() {
-    let (fake, client) = FakeApi::start();
+    let fake = ApiServer::start();
+    fake.namespace("shop-prod");
+    let client = fake.client().await;
     run(&client, &["create", "sync", "--image", "i"], None)
         .await
         .result
@@ -599,7 +605,9 @@ async fn env_and_write_only_secrets() {
 
 #[tokio::test]
 async fn test_run_and_logs() {
-    let (fake, client) = FakeApi::start();
+    let fake = ApiServer::start();
+    fake.namespace("shop-prod");
+    let client = fake.client().await;
     run(
         &client,
         &[

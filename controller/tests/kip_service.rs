@@ -1,16 +1,16 @@
 //! `kip service`, `kip volume`, `kip tunnel`: the binary offline (`--dry-run` of every type,
 //! schema-valid; bad input gets one line and no connection), and every cluster command
-//! in-process against the fake API server (the HTTPS API-server tier runs the binary online).
+//! in-process against the in-memory HTTPS API server (`kip_service_bin` runs the binary there).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fake_api;
+mod apiserver;
 mod fixtures;
 
 use std::process::{Command, Output};
 
+use apiserver::ApiServer;
 use base64::Engine;
 use clap::Parser;
-use fake_api::FakeApi;
 use http::Method;
 use kipper_controller::cli::{Io, Kip, service};
 use serde::Deserialize;
@@ -265,7 +265,7 @@ fn help_lists_the_new_commands() {
     }
 }
 
-// ---- In-process, against the fake API server ----
+// ---- In-process, against the in-memory API server ----
 
 struct Run {
     out: String,
@@ -295,6 +295,15 @@ async fn run(client: &kube::Client, args: &[&str]) -> Run {
 
 const NS: &str = "shop-test";
 
+/// The server, with the namespaces of the tests (`shop-test`, `shop-acc`), and a client.
+async fn start() -> (ApiServer, kube::Client) {
+    let api = ApiServer::start();
+    api.namespace(NS);
+    api.namespace("shop-acc");
+    let client = api.client().await;
+    (api, client)
+}
+
 fn at(kind_path: &str, name: &str) -> String {
     format!("{kind_path}/namespaces/{NS}/{name}")
 }
@@ -308,7 +317,7 @@ fn secret_text(v: &Value, key: &str) -> String {
 }
 
 /// Every write carried the field manager `kip`.
-fn assert_field_manager(fake: &FakeApi) {
+fn assert_field_manager(fake: &ApiServer) {
     for s in fake.log() {
         if matches!(s.method, Method::POST | Method::PUT | Method::PATCH) {
             assert!(
@@ -335,7 +344,7 @@ async fn svc(client: &kube::Client, args: &[&str]) -> Run {
 
 #[tokio::test]
 async fn add_list_info_and_refuse_a_second_add() {
-    let (fake, client) = FakeApi::start();
+    let (fake, client) = start().await;
     let r = svc(&client, &["add", "postgres", "--name", "mydb"]).await;
     r.result.unwrap();
     let secret = fake
@@ -443,7 +452,7 @@ async fn add_list_info_and_refuse_a_second_add() {
 
 #[tokio::test]
 async fn minio_info_shows_endpoint_and_console() {
-    let (_fake, client) = FakeApi::start();
+    let (_fake, client) = start().await;
     let r = svc(&client, &["add", "minio", "--name", "storage"]).await;
     r.result.unwrap();
     for out in [r.out, svc(&client, &["info", "storage"]).await.out] {
@@ -458,16 +467,16 @@ async fn minio_info_shows_endpoint_and_console() {
     }
 }
 
-fn app(fake: &FakeApi, name: &str) {
+fn app(fake: &ApiServer, name: &str) {
     fake.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "resourceVersion": "7"},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {"selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}},
                               "spec": {"containers": [{"name": "web", "image": "web:1",
                                                        "env": [{"name": "KEEP", "value": "1"}]}]}}}}));
 }
 
-fn function(fake: &FakeApi, name: &str, volumes: Value) {
+fn function(fake: &ApiServer, name: &str, volumes: Value) {
     fake.insert(
         json!({"apiVersion": "kipper.run/v1alpha1", "kind": "Function",
         "metadata": {"name": name, "namespace": NS},
@@ -475,7 +484,7 @@ fn function(fake: &FakeApi, name: &str, volumes: Value) {
     );
 }
 
-fn env_names(fake: &FakeApi, app: &str) -> Vec<String> {
+fn env_names(fake: &ApiServer, app: &str) -> Vec<String> {
     let d = fake
         .get(&at("/apis/apps/v1", &format!("deployments/{app}")))
         .unwrap();
@@ -489,7 +498,7 @@ fn env_names(fake: &FakeApi, app: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn bind_to_apps_and_functions_then_delete_unbinds_everywhere() {
-    let (fake, client) = FakeApi::start();
+    let (fake, client) = start().await;
     svc(&client, &["add", "postgres", "--name", "db"])
         .await
         .result
@@ -623,7 +632,7 @@ fn vol<'a>(args: &[&'a str]) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn volumes_create_list_and_delete() {
-    let (fake, client) = FakeApi::start();
+    let (fake, client) = start().await;
     run(&client, &vol(&["create", "cache", "--size", "2Gi"]))
         .await
         .result
@@ -674,7 +683,7 @@ async fn volumes_create_list_and_delete() {
 
 #[tokio::test]
 async fn copy_data_starts_the_job_with_an_owned_mirror() {
-    let (fake, client) = FakeApi::start();
+    let (fake, client) = start().await;
     for env in ["test", "acc"] {
         let r = run(
             &client,
@@ -786,7 +795,7 @@ async fn copy_data_starts_the_job_with_an_owned_mirror() {
 
 #[tokio::test]
 async fn tunnel_needs_a_running_pod() {
-    let (fake, client) = FakeApi::start();
+    let (fake, client) = start().await;
     svc(&client, &["add", "postgres", "--name", "mydb"])
         .await
         .result
@@ -831,7 +840,7 @@ impl Shared {
 async fn tunnel_opens_locally_and_reports_an_upstream_it_cannot_reach() {
     use tokio::io::AsyncReadExt;
 
-    let (fake, client) = FakeApi::start();
+    let (fake, client) = start().await;
     svc(&client, &["add", "postgres", "--name", "mydb"])
         .await
         .result
@@ -913,7 +922,7 @@ async fn tunnel_opens_locally_and_reports_an_upstream_it_cannot_reach() {
 /// `kip function create --volume name:/path` needs the volume `kip volume create` made.
 #[tokio::test]
 async fn function_volumes_must_exist() {
-    let (fake, client) = FakeApi::start();
+    let (fake, client) = start().await;
     let create = |client: kube::Client| async move {
         let full = [
             "kip",

@@ -3,7 +3,7 @@
 //! lookup (fake API server) and the `/pending/<ns>/<fn>` endpoint KEDA polls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fake_api;
+mod apiserver;
 mod fixtures;
 
 use std::net::TcpListener;
@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use apiserver::ApiServer;
 use aws_sdk_s3::primitives::ByteStream;
-use fake_api::FakeApi;
 use http::Method;
 use kipper_controller::metrics::Metrics;
 use kipper_controller::pending::{self, BucketTarget};
@@ -209,7 +209,8 @@ async fn pending_changes_follow_the_bucket_and_the_checkpoint() {
     assert!(e.contains("s3://uploads"), "{e}");
 
     // End to end: Function + Secret from the API, the endpoint KEDA polls.
-    let (fake, kube) = FakeApi::start();
+    let fake = ApiServer::start();
+    let kube = fake.client().await;
     let (_, f) = fixtures::cases()
         .into_iter()
         .find(|(c, _)| *c == "minio")
@@ -240,6 +241,7 @@ async fn pending_changes_follow_the_bucket_and_the_checkpoint() {
                 pending::count_pending(&target, &function).await
             })
         }),
+        api: kipper_controller::controller::ApiHealth::default(),
     };
     let body = |resp: http::Response<http_body_util::Full<bytes::Bytes>>| async move {
         use http_body_util::BodyExt;

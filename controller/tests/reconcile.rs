@@ -2,15 +2,17 @@
 //! change, delete, status, hostname conflict, error requeue with backoff.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fake_api;
+mod apiserver;
 mod fixtures;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fake_api::{FakeApi, path_of};
+use apiserver::{ApiServer, path_of};
 use http::Method;
-use kipper_controller::controller::{Context, FIELD_MANAGER, Provisioner, error_policy, reconcile};
+use kipper_controller::controller::{
+    Context, FIELD_MANAGER, Provisioner, REPLICAS_SEED_MANAGER, error_policy, reconcile,
+};
 use kipper_controller::crd::{Function, Trigger, TriggerType};
 use kipper_controller::metrics::Metrics;
 use kube::runtime::controller::Action;
@@ -62,8 +64,9 @@ fn ctx(client: kube::Client) -> Arc<Context> {
 }
 
 /// The cluster: the Function itself and the credentials Secrets of the fixture services.
-fn cluster(function: &Function) -> (FakeApi, kube::Client) {
-    let (fake, client) = FakeApi::start();
+async fn cluster(function: &Function) -> (ApiServer, kube::Client) {
+    let fake = ApiServer::start();
+    let client = fake.client().await;
     for (svc, kind) in [
         ("eventdb", "postgres"),
         ("shopdb", "mysql"),
@@ -81,7 +84,7 @@ fn cluster(function: &Function) -> (FakeApi, kube::Client) {
     (fake, client)
 }
 
-fn store_function(fake: &FakeApi, function: &Function) {
+fn store_function(fake: &ApiServer, function: &Function) {
     let mut v = serde_json::to_value(function).unwrap();
     v["apiVersion"] = json!("kipper.run/v1alpha1");
     v["kind"] = json!("Function");
@@ -92,7 +95,7 @@ fn function_path(name: &str) -> String {
     format!("/apis/kipper.run/v1alpha1/namespaces/{NS}/functions/{name}")
 }
 
-fn status_of(fake: &FakeApi, name: &str) -> Value {
+fn status_of(fake: &ApiServer, name: &str) -> Value {
     fake.get(&function_path(name)).unwrap()["status"].clone()
 }
 
@@ -109,10 +112,11 @@ fn condition(status: &Value, type_: &str) -> (String, String) {
     )
 }
 
-fn children(fake: &FakeApi) -> Vec<String> {
+fn children(fake: &ApiServer) -> Vec<String> {
     fake.paths()
         .into_iter()
         .filter(|p| !p.contains("/secrets/") && !p.contains("/functions/"))
+        .filter(|p| !p.starts_with("/api/v1/namespaces/") || p.matches('/').count() > 4)
         .map(|p| {
             let parts: Vec<&str> = p.rsplitn(3, '/').collect();
             format!("{}/{}", parts[1], parts[0])
@@ -123,7 +127,7 @@ fn children(fake: &FakeApi) -> Vec<String> {
 #[tokio::test]
 async fn create_applies_every_object_with_our_field_manager_and_writes_status() {
     let f = case("http");
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     let action = reconcile(Arc::new(f), ctx(client)).await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
 
@@ -146,8 +150,16 @@ async fn create_applies_every_object_with_our_field_manager_and_writes_status() 
         .into_iter()
         .filter(|s| s.method == Method::PATCH && !s.path.ends_with("/status"))
         .collect();
-    assert_eq!(applies.len(), 7);
+    // Seven objects; the new Deployment takes two more (its zero replicas handed to the seed
+    // manager, then let go of).
+    assert_eq!(applies.len(), 9);
     for s in applies {
+        if s.query
+            .contains(&format!("fieldManager={REPLICAS_SEED_MANAGER}"))
+        {
+            assert!(s.path.ends_with("/deployments/webhook-handler"), "{s:?}");
+            continue;
+        }
         assert!(
             s.query.contains(&format!("fieldManager={FIELD_MANAGER}")),
             "{s:?}"
@@ -170,7 +182,7 @@ async fn create_applies_every_object_with_our_field_manager_and_writes_status() 
 #[tokio::test]
 async fn bound_databases_are_created_and_failures_reported() {
     let f = case("http"); // binds eventdb (postgres)
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     let (ctx, created) = ctx_recording(client, false);
     reconcile(Arc::new(f.clone()), ctx).await.unwrap();
     assert_eq!(
@@ -183,18 +195,30 @@ async fn bound_databases_are_created_and_failures_reported() {
         )]
     );
 
-    let _ = fake;
+    // Reconciled again with the status it wrote: the database is recorded, not re-created.
+    let again: Function =
+        serde_json::from_value(fake.get(&function_path("webhook-handler")).unwrap()).unwrap();
+    assert_eq!(
+        again.status.as_ref().unwrap().databases,
+        ["eventdb/eventdb_webhook_handler_prod@eventdb.shop-prod.svc.cluster.local:5432"]
+    );
+    let (ctx, created) = ctx_recording(fake.client().await, false);
+    reconcile(Arc::new(again), ctx).await.unwrap();
+    assert!(created.lock().unwrap().is_empty());
 
-    let (fake, client) = cluster(&f);
+    // A server that cannot be reached is its own condition; the function is not Failed.
+    let (fake, client) = cluster(&f).await;
     let (ctx, _) = ctx_recording(client, true);
     let action = reconcile(Arc::new(f), ctx).await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(60)));
     let status = status_of(&fake, "webhook-handler");
     assert_eq!(
-        condition(&status, "ServicesBound"),
+        condition(&status, "DatabasesReady"),
         ("False".into(), "DatabaseNotCreated".into())
     );
-    assert_eq!(status["phase"], "Failed");
+    assert_eq!(condition(&status, "ServicesBound").0, "True");
+    assert_eq!(condition(&status, "Ready").0, "True");
+    assert_eq!(status["phase"], "Idle");
     assert!(
         status["conditions"]
             .to_string()
@@ -205,7 +229,7 @@ async fn bound_databases_are_created_and_failures_reported() {
 #[tokio::test]
 async fn status_follows_the_deployment_replicas() {
     let f = case("redis");
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     let ctx = ctx(client);
     reconcile(Arc::new(f.clone()), ctx.clone()).await.unwrap();
     // KEDA scaled it to 2, one is ready.
@@ -227,7 +251,7 @@ async fn status_follows_the_deployment_replicas() {
 #[tokio::test]
 async fn a_trigger_change_deletes_what_is_no_longer_needed() {
     let mut f = case("cron");
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     let ctx = ctx(client);
     reconcile(Arc::new(f.clone()), ctx.clone()).await.unwrap();
     assert!(children(&fake).contains(&"cronjobs/opensrs-sync-cron".to_owned()));
@@ -287,7 +311,7 @@ async fn a_deleted_function_is_left_to_the_garbage_collector() {
     f.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::now(),
     ));
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     let action = reconcile(Arc::new(f), ctx(client)).await.unwrap();
     assert_eq!(action, Action::await_change());
     assert!(fake.log().is_empty(), "{:?}", fake.log());
@@ -296,7 +320,7 @@ async fn a_deleted_function_is_left_to_the_garbage_collector() {
 #[tokio::test]
 async fn a_hostname_owned_by_someone_else_is_refused() {
     let f = case("http");
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     fake.insert(json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": "webhook", "namespace": "other-app",
@@ -333,7 +357,7 @@ async fn an_unknown_service_is_a_false_condition() {
     f.spec.triggers[0]
         .config
         .insert("source".into(), "nosuchdb".into());
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     reconcile(Arc::new(f), ctx(client)).await.unwrap();
     let status = status_of(&fake, "process-orders");
     assert_eq!(status["phase"], "Failed");
@@ -350,7 +374,7 @@ async fn an_unknown_service_is_a_false_condition() {
 #[tokio::test]
 async fn an_api_error_is_reported_and_requeued_with_backoff() {
     let f = case("postgres");
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     fake.fail(Method::PATCH, "/deployments/", 500);
     let ctx = ctx(client);
     let f = Arc::new(f);
@@ -380,12 +404,21 @@ async fn an_api_error_is_reported_and_requeued_with_backoff() {
 #[tokio::test]
 async fn applied_objects_are_what_the_renderer_renders() {
     let f = case("event-cron");
-    let (fake, client) = cluster(&f);
+    let (fake, client) = cluster(&f).await;
     reconcile(Arc::new(f.clone()), ctx(client)).await.unwrap();
     let catalog = fixtures::catalog();
     let r = kipper_controller::render::render(&f, &catalog, &fixtures::settings());
     for o in r.objects {
         let v = o.to_value().unwrap();
-        assert_eq!(fake.get(&path_of(&v)), Some(v));
+        let mut stored = fake.get(&path_of(&v)).unwrap();
+        // What the API server and the replica seed add.
+        for key in ["uid", "resourceVersion", "generation", "creationTimestamp"] {
+            stored["metadata"].as_object_mut().unwrap().remove(key);
+        }
+        if v["kind"] == "Deployment" {
+            assert_eq!(stored["spec"]["replicas"], 0);
+            stored["spec"].as_object_mut().unwrap().remove("replicas");
+        }
+        assert_eq!(stored, v);
     }
 }

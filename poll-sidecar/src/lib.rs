@@ -28,51 +28,37 @@ use crate::pump::Pump;
 use crate::source::Source;
 
 /// Runs the sidecar until `shutdown` is cancelled and the drain is over.
+///
+/// A SQL source is connected, and every statement prepared, before the admin
+/// port opens or anything is logged: a query or placeholder the database
+/// refuses is bad configuration ([`Error::is_config`]), reported as the one
+/// line of a refused start. Redis and S3 connect after the admin port is up,
+/// since reaching them may take a while of retries.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let metrics = Metrics::new();
-    let deliverer = Deliverer::new(&config.delivery, metrics.clone());
-    let admin = match config.admin {
-        Some(addr) => {
-            Some(admin::serve(addr, metrics.clone(), deliverer.clone(), shutdown.clone()).await?)
-        }
-        None => None,
-    };
-    tracing::info!(
-        message = "kipper-poll starting.",
-        function = %config.function_name,
-        target = %config.delivery.target,
-        concurrency = config.delivery.concurrency,
-        batch_size = config.pump.batch_size,
-    );
-    let result = match &config.source {
+    match &config.source {
         SourceConfig::Postgres(sql) => {
-            pump(
-                source::postgres::PostgresSource::connect(sql).await?,
-                &config,
-                deliverer,
-                metrics,
-                shutdown,
-            )
-            .await
+            let source = source::postgres::PostgresSource::connect(sql).await?;
+            let started = Started::new(&config, &shutdown).await?;
+            let result = pump(source, &config, &started, shutdown).await;
+            started.finish().await;
+            result
         }
         SourceConfig::Mysql(sql) => {
-            pump(
-                source::mysql::MysqlSource::connect(sql).await?,
-                &config,
-                deliverer,
-                metrics,
-                shutdown,
-            )
-            .await
+            let source = source::mysql::MysqlSource::connect(sql).await?;
+            let started = Started::new(&config, &shutdown).await?;
+            let result = pump(source, &config, &started, shutdown).await;
+            started.finish().await;
+            result
         }
         SourceConfig::Redis(redis) => {
+            let started = Started::new(&config, &shutdown).await?;
             // Connecting retries a while (a Redis that is restarting); SIGTERM need not wait.
             let source = tokio::select! {
                 source = source::redis::RedisSource::connect(redis) => source?,
                 () = shutdown.cancelled() => return Ok(()),
             };
             let queue = source.queue().clone();
-            let result = pump(source, &config, deliverer, metrics, shutdown).await;
+            let result = pump(source, &config, &started, shutdown).await;
             // Whatever is still held (an acknowledgement that failed) goes back to the list
             // now rather than after the lease, and this consumer leaves the registry.
             match queue.leave().await {
@@ -81,67 +67,109 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
                     tracing::warn!(message = "Leaving the Redis queue failed; the lease returns what was held.", %error)
                 }
             }
+            started.finish().await;
             result
         }
-        SourceConfig::S3(s3) => match &s3.mode {
-            S3Mode::Poll { .. } => {
-                let source = source::s3::S3Source::connect(s3).await?;
-                let lease = source.lease_releaser();
-                let result = pump(source, &config, deliverer, metrics, shutdown).await;
-                // Another replica (or the next pod) takes over now, not after the lease expires.
-                if let Err(error) = lease.release().await {
-                    tracing::warn!(message = "Releasing the bucket lease failed; it expires by itself.", %error);
+        SourceConfig::S3(s3) => {
+            let started = Started::new(&config, &shutdown).await?;
+            let result = match &s3.mode {
+                S3Mode::Poll { .. } => {
+                    let source = source::s3::S3Source::connect(s3).await?;
+                    let lease = source.lease_releaser();
+                    let result = pump(source, &config, &started, shutdown).await;
+                    // Another replica (or the next pod) takes over now, not after the lease expires.
+                    if let Err(error) = lease.release().await {
+                        tracing::warn!(message = "Releasing the bucket lease failed; it expires by itself.", %error);
+                    }
+                    result
                 }
-                result
-            }
-            S3Mode::Webhook {
-                token,
-                max_body,
-                timeout,
-            } => {
-                let addr = std::net::SocketAddr::from(([0, 0, 0, 0], s3.webhook_port));
-                let policy = source::s3::webhook::WebhookPolicy {
-                    token: token.expose().to_owned(),
-                    max_body: *max_body,
-                };
-                let delivery = source::s3::webhook::Delivery {
-                    deliverer,
-                    metrics,
-                    permits: std::sync::Arc::new(tokio::sync::Semaphore::new(
-                        config.delivery.concurrency,
-                    )),
-                    deadline: *timeout,
-                };
-                source::s3::webhook::serve(
-                    addr,
-                    policy,
-                    delivery,
-                    config.pump.shutdown_grace,
-                    shutdown,
-                )
-                .await
-            }
-        },
-    };
-    if let Some(admin) = admin {
-        let _ = admin.await;
+                S3Mode::Webhook {
+                    token,
+                    max_body,
+                    timeout,
+                } => {
+                    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], s3.webhook_port));
+                    let policy = source::s3::webhook::WebhookPolicy {
+                        token: token.expose().to_owned(),
+                        max_body: *max_body,
+                    };
+                    let delivery = source::s3::webhook::Delivery {
+                        deliverer: started.deliverer.clone(),
+                        metrics: started.metrics.clone(),
+                        permits: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                            config.delivery.concurrency,
+                        )),
+                        deadline: *timeout,
+                    };
+                    source::s3::webhook::serve(
+                        addr,
+                        policy,
+                        delivery,
+                        config.pump.shutdown_grace,
+                        shutdown,
+                    )
+                    .await
+                }
+            };
+            started.finish().await;
+            result
+        }
     }
-    result
+}
+
+/// What runs beside the source: metrics, the deliverer, the admin port.
+struct Started {
+    metrics: Metrics,
+    deliverer: Deliverer,
+    admin: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Started {
+    /// Opens the admin port and logs the start.
+    async fn new(config: &Config, shutdown: &CancellationToken) -> Result<Self> {
+        let metrics = Metrics::new();
+        let deliverer = Deliverer::new(&config.delivery, metrics.clone());
+        let admin = match config.admin {
+            Some(addr) => Some(
+                admin::serve(addr, metrics.clone(), deliverer.clone(), shutdown.clone()).await?,
+            ),
+            None => None,
+        };
+        tracing::info!(
+            message = "kipper-poll starting.",
+            function = %config.function_name,
+            // Not `target`: that key is the tracing target in a JSON line.
+            target_url = %config.delivery.target,
+            concurrency = config.delivery.concurrency,
+            batch_size = config.pump.batch_size,
+        );
+        Ok(Self {
+            metrics,
+            deliverer,
+            admin,
+        })
+    }
+
+    /// Waits for the admin port to close (it follows the shutdown token).
+    async fn finish(self) {
+        if let Some(admin) = self.admin {
+            let _ = admin.await;
+        }
+    }
 }
 
 async fn pump<S: Source>(
     source: S,
     config: &Config,
-    deliverer: Deliverer,
-    metrics: Metrics,
+    started: &Started,
     shutdown: CancellationToken,
 ) -> Result<()> {
     Pump::new(
         source,
-        deliverer,
+        started.deliverer.clone(),
         config.pump.clone(),
         config.delivery.concurrency,
-        metrics,
+        started.metrics.clone(),
     )
     .run(shutdown)
     .await;

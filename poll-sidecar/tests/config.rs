@@ -90,6 +90,10 @@ fn unreachable_database_is_one_line_without_the_password() {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(
+        stderr.contains("postgres: cannot connect to 127.0.0.1:1 as user"),
+        "the address and the cause: {stderr}"
+    );
+    assert!(
         !stderr.contains("s3cret"),
         "no credential in the output: {stderr}"
     );

@@ -477,7 +477,7 @@ async fn password_and_database_number_from_url_or_binding() {
     ]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("kipper-poll: redis: connecting to 127.0.0.1"),
+        stderr.contains("\"error\":\"redis: connecting to 127.0.0.1"),
         "{stderr}"
     );
     assert!(!stderr.contains("not-the-password"), "{stderr}");

@@ -52,6 +52,8 @@ function logger(stream) {
 }
 console.log = console.info = console.debug = console.trace = logger(1);
 console.warn = console.error = logger(2);
+// The stack of a thrown exception: stream 3, which the shim logs at ERROR.
+const thrown = logger(3);
 
 function result(id, status, ct, headers, body) {
   const hb = headers ? Buffer.from(headers, 'utf8') : null;
@@ -74,7 +76,7 @@ function errorMessage(e) {
   return typeof e === 'string' ? e : util.inspect(e);
 }
 function fail(id, e) {
-  invocation.run(id, () => console.error(e instanceof Error && e.stack ? e.stack : util.inspect(e)));
+  invocation.run(id, () => thrown(e instanceof Error && e.stack ? e.stack : util.inspect(e)));
   result(id, 500, CT_JSON, null, JSON.stringify({ error: errorMessage(e) }));
 }
 
@@ -118,7 +120,7 @@ function batchResult(id, v) {
   result(id, failed ? 1 : 0, CT_JSON, null, json === undefined ? 'null' : json);
 }
 function batchFail(id, e) {
-  invocation.run(id, () => console.error(e instanceof Error && e.stack ? e.stack : util.inspect(e)));
+  invocation.run(id, () => thrown(e instanceof Error && e.stack ? e.stack : util.inspect(e)));
   result(id, 1, CT_JSON, null, JSON.stringify({ error: errorMessage(e) }));
 }
 

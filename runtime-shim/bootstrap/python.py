@@ -83,8 +83,10 @@ def result(rid, status, ct, headers, body):
 def failure(rid, exc, batch):
     import traceback
 
-    traceback.print_exception(exc, file=sys.stderr)
+    # Stream 3: the shim logs the stack at ERROR, with the request id.
     sys.stderr.flush()
+    THROWN.write("".join(traceback.format_exception(exc)))
+    THROWN.flush()
     body = _dumps({"error": str(exc) or type(exc).__name__}).encode()
     return result(rid, 1 if batch else 500, CT_JSON, b"", body)
 
@@ -360,6 +362,7 @@ def load():
 
 sys.stdout = LogStream(1)
 sys.stderr = LogStream(2)
+THROWN = LogStream(3)
 try:
     FN = load()
 except BaseException as e:  # SyntaxError, ImportError, SystemExit at import: all are load failures

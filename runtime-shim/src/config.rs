@@ -219,6 +219,43 @@ fn handler_in_dir(path: PathBuf, runtime: Option<Runtime>) -> PathBuf {
 }
 
 impl Args {
+    /// Parses the command line and environment. `--help` and `--version`
+    /// print and exit 0; a malformed value comes back as one line naming the
+    /// environment variable (clap's own report names only the flag and adds
+    /// usage lines), for the caller to print and exit with code 2.
+    pub fn parse_one_line() -> std::result::Result<Self, String> {
+        use clap::CommandFactory as _;
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        match Self::try_parse() {
+            Ok(args) => Ok(args),
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                e.exit()
+            }
+            Err(e) => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let first = first.trim_start_matches("error: ");
+                let env = match e.get(ContextKind::InvalidArg) {
+                    // `flag` is e.g. "--port <PORT>".
+                    Some(ContextValue::String(flag)) => Self::command()
+                        .get_arguments()
+                        .find(|a| {
+                            a.get_long().is_some_and(|long| {
+                                flag.split_whitespace().next() == Some(&format!("--{long}"))
+                            })
+                        })
+                        .and_then(|a| a.get_env())
+                        .map(|env| env.to_string_lossy().into_owned()),
+                    _ => None,
+                };
+                Err(match env {
+                    Some(env) => format!("{env}: {first}"),
+                    None => format!("{first}; see kipper-shim --help"),
+                })
+            }
+        }
+    }
+
     /// Validates the arguments into a [`Config`]; errors name the setting and the fix.
     pub fn into_config(self) -> Result<Config> {
         let explicit = match &self.runtime {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 /// Everything that can stop the shim; messages name the setting or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A setting is invalid; the message names it and the fix.
-    #[error("invalid configuration: {0}")]
+    /// A setting is invalid; the message names it and the fix (exit code 2).
+    #[error("{0}")]
     Config(String),
     /// A port could not be bound.
     #[error("cannot listen on {addr}: {source} (set PORT / KIPPER_ADMIN_PORT to a free port)")]

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | 1 `INVOKE` | shim -> worker | `u8 flags, u8 body_kind, u64 deadline_ms, u16 method, u16 path, u32 query, u32 headers, u16 request_id, u32 body` lengths, then those bytes |
 //! | 2 `RESULT` | worker -> shim | `u16 status, u8 content_type, u32 headers_len`, headers (`name:value\n`), body |
-//! | 4 `LOG` | worker -> shim | `u8 stream` (1 stdout, 2 stderr), text; `id` is the invocation's, 0 when none |
+//! | 4 `LOG` | worker -> shim | `u8 stream` (1 stdout, 2 stderr, 3 the stack of a thrown exception), text; `id` is the invocation's, 0 when none |
 //! | 10 `READY` | worker -> shim | the handler loaded |
 //! | 11 `LOAD_FAILED` | worker -> shim | the error message and stack |
 //!
@@ -140,6 +140,19 @@ impl Invoke<'_> {
     }
 }
 
+/// Where a handler's log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// `console.log`, `print`: logged at INFO.
+    Stdout,
+    /// `console.error`, `sys.stderr`: logged at INFO too (Python's logging
+    /// writes every level there, so stderr alone says nothing of severity).
+    Stderr,
+    /// The stack of an exception the handler threw (the request got a 500):
+    /// logged at ERROR.
+    Thrown,
+}
+
 /// A frame received from a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -149,8 +162,8 @@ pub enum Frame {
     Log {
         /// The invocation that printed it.
         id: u32,
-        /// Printed to stderr rather than stdout.
-        stderr: bool,
+        /// Where the handler printed it.
+        stream: Stream,
         /// The text.
         text: Bytes,
     },
@@ -229,7 +242,11 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>> {
             let stream = frame.get_u8();
             Frame::Log {
                 id,
-                stderr: stream == 2,
+                stream: match stream {
+                    1 => Stream::Stdout,
+                    3 => Stream::Thrown,
+                    _ => Stream::Stderr,
+                },
                 text: frame,
             }
         }

@@ -83,15 +83,24 @@ struct Measured {
 }
 
 /// Builds kipper-poll in release mode and returns the binary's path.
+///
+/// `--workspace` (with `--bin`, so only kipper-poll is built) resolves
+/// dependency features as `cargo run -p kipper-bench` did, which depends on
+/// every member: the dependencies and the kipper-poll library the bench was
+/// just built with are reused, and only kipper-poll's `main.rs` is compiled
+/// and linked. `-p kipper-poll` alone selects fewer features of shared
+/// dependencies (serde, tracing, tokio-util, ...) and rebuilt them, minutes
+/// per run.
 pub fn build_kipper_poll() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("bench-poll: building kipper-poll (release) ...");
+    eprintln!(
+        "bench-poll: cargo build --release --workspace --bin kipper-poll (reuses the bench's build)"
+    );
     let out = Command::new(cargo)
         .args([
             "build",
             "--release",
-            "-p",
-            "kipper-poll",
+            "--workspace",
             "--bin",
             "kipper-poll",
             "--message-format=json",
@@ -101,7 +110,7 @@ pub fn build_kipper_poll() -> anyhow::Result<PathBuf> {
         .context("running cargo build")?;
     anyhow::ensure!(
         out.status.success(),
-        "cargo build --release -p kipper-poll failed"
+        "cargo build --release --workspace --bin kipper-poll failed"
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -96,28 +96,23 @@ pub fn shim_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         if !path.is_file() {
             bail!(
-                "--shim-bin {} does not exist; build it with cargo build --release -p kipper-shim",
+                "--shim-bin {} does not exist; build it with cargo build --release --workspace --bin kipper-shim",
                 path.display()
             );
         }
         return Ok(path);
     }
     let repo = repo_root();
-    eprintln!("bench-shim: cargo build --release -p kipper-shim");
+    // `--workspace` resolves features as the bench's own build did, so its
+    // dependencies are reused (see `poll::build_kipper_poll`).
+    eprintln!("bench-shim: cargo build --release --workspace --bin kipper-shim");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "kipper-shim",
-            "--bin",
-            "kipper-shim",
-        ])
+        .args(["build", "--release", "--workspace", "--bin", "kipper-shim"])
         .current_dir(&repo)
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build --release -p kipper-shim failed");
+        bail!("cargo build --release --workspace --bin kipper-shim failed");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

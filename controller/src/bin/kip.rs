@@ -53,7 +53,8 @@ async fn start() -> anyhow::Result<()> {
     }
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!(
-            "cannot reach the cluster ({e}): set KUBECONFIG, or use --dry-run to render offline"
+            "no cluster to talk to ({}): set KUBECONFIG, or use --dry-run to render offline",
+            kipper_controller::error::describe_kube(&e)
         )
     })?;
     kipper_controller::cli::run(&args, client, &mut io).await?;

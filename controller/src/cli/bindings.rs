@@ -80,8 +80,7 @@ pub(crate) async fn bind(
         prefix: prefix.map(str::to_owned),
         database: database.clone(),
     });
-    api.replace(name, &super::service::post_params(), &f)
-        .await?;
+    api.replace(name, &super::post_params(), &f).await?;
     let p = prefix.unwrap_or(kind.default_prefix());
     let mut vars = vec!["HOST", "PORT"];
     if kind.has_username() {
@@ -116,8 +115,7 @@ pub(crate) async fn unbind(
             "{service} is not bound to {name}: see `kip function list`"
         )));
     }
-    api.replace(name, &super::service::post_params(), &f)
-        .await?;
+    api.replace(name, &super::post_params(), &f).await?;
     writeln!(
         io.out,
         "unbound {service} from {name} (its database is kept)"

@@ -3,7 +3,7 @@
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
 use rand::Rng;
 
 use super::{Io, io_error};
@@ -61,6 +61,19 @@ pub(crate) async fn delete(
     let api: Api<Function> = Api::namespaced(client.clone(), ns);
     let mut failed = Vec::new();
     for name in names {
+        let terminating = api
+            .get_opt(name)
+            .await?
+            .and_then(|f| f.metadata.deletion_timestamp);
+        if let Some(since) = terminating {
+            writeln!(
+                io.out,
+                "function {name} is still terminating (deleted at {}); its objects are being removed",
+                since.0
+            )
+            .map_err(io_error)?;
+            continue;
+        }
         match api.delete(name, &DeleteParams::foreground()).await {
             Ok(_) => writeln!(io.out, "function {name} deleted").map_err(io_error)?,
             Err(kube::Error::Api(s)) if s.code == 404 => {
@@ -100,11 +113,11 @@ pub(crate) async fn test_run(
         Some(cron) => render::test_job_from_cron(&f, &cron, &suffix)?,
         None => {
             let catalog = crate::controller::service_catalog(client, ns, &f).await?;
-            render::test_job(&f, &catalog, &RenderSettings::default(), &suffix)?
+            render::test_job(&f, &catalog.services, &RenderSettings::default(), &suffix)?
         }
     };
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), ns);
-    let created = jobs.create(&PostParams::default(), &job).await?;
+    let created = jobs.create(&super::post_params(), &job).await?;
     writeln!(
         io.out,
         "test run {} started (KIPPER_TRIGGER=test); follow it with `kip function logs {name}`",

@@ -156,6 +156,10 @@ pub struct CreateArgs {
     /// Render every object offline instead of creating anything.
     #[arg(long, env = "KIP_DRY_RUN")]
     pub dry_run: bool,
+    /// Public domain of function URLs (https://fn-<name>-<domain>), as the controller's
+    /// --cluster-domain: used by --dry-run and to print the URL after create.
+    #[arg(long, env = "KIPPER_CLUSTER_DOMAIN")]
+    pub cluster_domain: Option<String>,
     /// Output format of --dry-run.
     #[arg(
         short = 'o',
@@ -171,7 +175,7 @@ pub struct CreateArgs {
 #[derive(Debug, Subcommand)]
 pub enum FunctionCommand {
     /// Create a function, or update the fields the flags name on an existing one.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List functions.
     List,
     /// Show recent logs of a function's pods.
@@ -220,8 +224,9 @@ pub enum FunctionCommand {
         #[command(subcommand)]
         command: SecretCommand,
     },
-    /// Run the function once now, as its schedule would (KIPPER_TRIGGER=test).
-    TestRun {
+    /// Test run: run the function once now, as its schedule would (KIPPER_TRIGGER=test).
+    #[command(alias = "test-run")]
+    Test {
         /// Function name.
         name: String,
     },
@@ -288,6 +293,25 @@ pub struct Io<'a> {
     pub read_secret: &'a mut dyn FnMut(&str) -> Result<String>,
 }
 
+/// The field manager of every write `kip` makes.
+pub const FIELD_MANAGER: &str = "kip";
+
+/// Create/replace parameters naming `kip` as the field manager.
+pub(crate) fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Patch parameters naming `kip` as the field manager.
+pub(crate) fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn io_error(e: std::io::Error) -> Error {
     Error::Io {
         context: "write output".into(),
@@ -312,7 +336,7 @@ pub async fn run(args: &FunctionArgs, client: kube::Client, io: &mut Io<'_>) -> 
         FunctionCommand::List => manage::list(&client, &ns, io).await,
         FunctionCommand::Logs { name, since } => manage::logs(&client, &ns, name, *since, io).await,
         FunctionCommand::Delete { names } => manage::delete(&client, &ns, names, io).await,
-        FunctionCommand::TestRun { name } => manage::test_run(&client, &ns, name, io).await,
+        FunctionCommand::Test { name } => manage::test_run(&client, &ns, name, io).await,
         FunctionCommand::Bind {
             name,
             service,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch};
 
 use super::{EnvCommand, Io, SecretCommand, io_error};
 use crate::crd::{Function, validate_env_name};
@@ -98,7 +98,7 @@ pub(crate) async fn env(
     if api.get_opt(name).await?.is_none() {
         return Err(not_found(ns, name));
     }
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch(name, &super::patch_params(), &Patch::Merge(&patch))
         .await?;
     writeln!(io.out, "env of {name} updated").map_err(io_error)
 }
@@ -158,7 +158,7 @@ pub(crate) async fn secret(
                     secrets
                         .patch(
                             &secrets_name(name),
-                            &PatchParams::default(),
+                            &super::patch_params(),
                             &Patch::Merge(&patch),
                         )
                         .await?;
@@ -179,7 +179,7 @@ pub(crate) async fn secret(
                         ("kipper.run/resource-type".to_owned(), "function".to_owned()),
                     ]));
                     s.metadata.owner_references = f.controller_owner_ref(&()).map(|o| vec![o]);
-                    secrets.create(&PostParams::default(), &s).await?;
+                    secrets.create(&super::post_params(), &s).await?;
                 }
             }
             writeln!(io.out, "secret {key} set on {name}").map_err(io_error)
@@ -201,7 +201,7 @@ pub(crate) async fn secret(
             secrets
                 .patch(
                     &secrets_name(name),
-                    &PatchParams::default(),
+                    &super::patch_params(),
                     &Patch::Merge(&patch),
                 )
                 .await?;

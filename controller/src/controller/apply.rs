@@ -24,6 +24,12 @@ use crate::{Error, Result};
 /// The field manager of every apply.
 pub const FIELD_MANAGER: &str = "kipper-controller";
 
+/// The field manager that owns a new Deployment's `spec.replicas: 0` and never writes again:
+/// the controller's own applies leave `replicas` out, so they neither reset what KEDA scaled
+/// to nor remove the zero a new function starts at (a field keeps its value while any
+/// manager owns it; KEDA's scale update takes the ownership over).
+pub const REPLICAS_SEED_MANAGER: &str = "kipper-controller-initial-replicas";
+
 async fn apply_one<K>(client: &Client, namespace: &str, obj: &K) -> Result<()>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -41,11 +47,38 @@ where
     Ok(())
 }
 
+/// Applies a Deployment; a new one is created at zero replicas (a function at rest runs no
+/// pod until KEDA scales it), owned by [`REPLICAS_SEED_MANAGER`].
+async fn apply_deployment(client: &Client, namespace: &str, dep: &Deployment) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let name = dep.name_any();
+    if api.get_opt(&name).await?.is_some() {
+        return apply_one(client, namespace, dep).await;
+    }
+    let mut first = dep.clone();
+    first.spec.replicas = Some(0);
+    apply_one(client, namespace, &first).await?;
+    let seed = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": 0},
+    });
+    api.patch(
+        &name,
+        &PatchParams::apply(REPLICAS_SEED_MANAGER),
+        &Patch::Apply(&seed),
+    )
+    .await?;
+    // And let go of it at once, so the zero is the seed's alone from the start.
+    apply_one(client, namespace, dep).await
+}
+
 /// Applies one object of any kind.
 pub async fn apply_object(client: &Client, namespace: &str, object: &Object) -> Result<()> {
     match object {
         Object::ConfigMap(o) => apply_one(client, namespace, o).await,
-        Object::Deployment(o) => apply_one(client, namespace, o).await,
+        Object::Deployment(o) => apply_deployment(client, namespace, o).await,
         Object::Service(o) => apply_one(client, namespace, o).await,
         Object::Ingress(o) => apply_one(client, namespace, o).await,
         Object::CronJob(o) => apply_one(client, namespace, o).await,

@@ -1,41 +1,45 @@
 //! The reconcile loop (kube-rs runtime `Controller`): look up the services a Function uses,
-//! render, refuse a hostname someone else owns, server-side apply every object, delete what
-//! the spec no longer needs, write `status`, requeue with backoff on errors.
+//! render, refuse a hostname someone else owns, create per-function databases, server-side
+//! apply every object, delete what the spec no longer needs, write `status`, requeue with
+//! backoff on errors.
+//!
+//! **Architecture Invariant:** a reconcile that cannot render the whole Function (an invalid
+//! spec, a missing or unusable credentials Secret) applies and deletes nothing: what runs keeps
+//! running, and the status names the field or Secret at fault. Every child kind and every
+//! credentials Secret is watched, so a fix or a deleted child is reconciled within seconds.
 //!
 //! Single replica by design: reconciling is idempotent (server-side apply with one field
 //! manager), so two overlapping controllers during a rollout converge to the same objects;
 //! the Deployment uses `strategy: Recreate` and one replica rather than leader election.
 
 mod apply;
+mod catalog;
+mod databases;
+mod hosts;
+mod run;
 mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ListParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::crd::Function;
 use crate::database::DatabaseServer;
-use crate::facts::{
-    SERVICE_TYPE_LABEL, ServiceCatalog, ServiceFacts, ServiceKind, credentials_secret,
-};
 use crate::metrics::Metrics;
 use crate::render::{self, Problem, RenderSettings, Rendered, condition};
 use crate::{Error, Result};
 
-pub use apply::FIELD_MANAGER;
+pub use apply::{FIELD_MANAGER, REPLICAS_SEED_MANAGER};
+pub use catalog::{Catalog, service_catalog, service_names};
+pub use hosts::HostIndex;
+pub use run::{ApiHealth, run};
+pub use status::Outcome;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -45,8 +49,10 @@ pub struct Context {
     pub settings: RenderSettings,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Creates per-function databases (a stub in tests without database servers).
+    /// Creates per-function databases (a recorder in tests that check what would be created).
     pub provision: Provisioner,
+    /// Which Ingress serves which host.
+    pub hosts: HostIndex,
     /// Consecutive failures per `namespace/name`, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -59,7 +65,7 @@ pub type Provisioner = Arc<
 >;
 
 impl Context {
-    /// A context with no failures recorded.
+    /// A context with no failures recorded; starts the host index's watch.
     pub fn new(client: Client, settings: RenderSettings, metrics: Arc<Metrics>) -> Self {
         let provision: Provisioner = Arc::new(|server, name| {
             Box::pin(async move { crate::database::ensure_database(&server, &name).await })
@@ -67,7 +73,7 @@ impl Context {
         Self::with_provisioner(client, settings, metrics, provision)
     }
 
-    /// A context with another way of creating databases.
+    /// A context with another way of creating databases; starts the host index's watch.
     pub fn with_provisioner(
         client: Client,
         settings: RenderSettings,
@@ -75,6 +81,7 @@ impl Context {
         provision: Provisioner,
     ) -> Self {
         Self {
+            hosts: HostIndex::spawn(client.clone()),
             client,
             settings,
             metrics,
@@ -96,126 +103,11 @@ const PROBLEM_RETRY: Duration = Duration::from_secs(60);
 /// First and last delay of the error backoff.
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long a reconcile waits for the host index's first list.
+const HOST_INDEX_WAIT: Duration = Duration::from_secs(10);
 
 fn key(f: &Function) -> String {
     format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any())
-}
-
-/// Reads the facts of every service the Function binds or reads from; absent services are
-/// left out and reported by the renderer.
-pub async fn service_catalog(
-    client: &Client,
-    namespace: &str,
-    function: &Function,
-) -> Result<ServiceCatalog> {
-    let mut names: BTreeSet<String> = function
-        .spec
-        .service_bindings
-        .iter()
-        .map(|b| b.name.clone())
-        .collect();
-    for t in function.spec.effective_triggers() {
-        if let Some(source) = t.get("source") {
-            names.insert(source.to_owned());
-        }
-    }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut catalog = ServiceCatalog::new();
-    for name in names {
-        let Some(secret) = secrets.get_opt(&credentials_secret(&name)).await? else {
-            continue;
-        };
-        let kind = secret
-            .labels()
-            .get(SERVICE_TYPE_LABEL)
-            .and_then(|k| ServiceKind::parse(k));
-        if let Some(kind) = kind {
-            catalog.insert(
-                name.clone(),
-                ServiceFacts::conventional(&name, kind, namespace),
-            );
-        }
-    }
-    Ok(catalog)
-}
-
-fn secret_field(secret: &Secret, key: &str) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone()).ok()
-}
-
-/// Creates the per-function databases of the Function's database bindings; each failure is
-/// a problem (ServicesBound False, reason DatabaseNotCreated), not an error of the reconcile.
-async fn provision_databases(
-    ctx: &Context,
-    namespace: &str,
-    function: &Function,
-    catalog: &ServiceCatalog,
-) -> Result<Vec<Problem>> {
-    let mut problems = Vec::new();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    for binding in &function.spec.service_bindings {
-        let Some(facts) = catalog.get(&binding.name) else {
-            continue; // reported by the renderer as UnknownService
-        };
-        if !matches!(facts.kind, ServiceKind::Postgres | ServiceKind::Mysql) {
-            continue;
-        }
-        let name = binding.database.clone().unwrap_or_else(|| {
-            crate::crd::default_database_name(
-                &binding.name,
-                &function.name_any(),
-                function
-                    .labels()
-                    .get(crate::render::ENVIRONMENT_LABEL)
-                    .map(String::as_str),
-            )
-        });
-        let Some(secret) = secrets.get_opt(&facts.secret).await? else {
-            continue;
-        };
-        let server = DatabaseServer {
-            kind: facts.kind,
-            host: facts.host.clone(),
-            port: facts.port,
-            user: secret_field(&secret, crate::facts::keys::USERNAME).unwrap_or_default(),
-            password: secret_field(&secret, crate::facts::keys::PASSWORD).unwrap_or_default(),
-        };
-        match (ctx.provision)(server, name.clone()).await {
-            Ok(true) => {
-                info!(message = "Created a per-function database.", database = %name, service = %binding.name)
-            }
-            Ok(false) => {}
-            Err(e) => problems.push(Problem {
-                condition: condition::SERVICES_BOUND,
-                reason: "DatabaseNotCreated",
-                message: e.to_string(),
-            }),
-        }
-    }
-    Ok(problems)
-}
-
-/// Who, other than `function`, serves `host` through an Ingress (`Kind namespace/name`).
-async fn host_owner(client: &Client, host: &str, function: &Function) -> Result<Option<String>> {
-    let uid = function.uid().unwrap_or_default();
-    let ingresses: Api<Ingress> = Api::all(client.clone());
-    for ing in ingresses.list(&ListParams::default()).await? {
-        let serves = ing
-            .spec
-            .as_ref()
-            .and_then(|s| s.rules.as_ref())
-            .is_some_and(|rules| rules.iter().any(|r| r.host.as_deref() == Some(host)));
-        let ours = ing.owner_references().iter().any(|o| o.uid == uid);
-        if serves && !ours {
-            return Ok(Some(format!(
-                "Ingress {}/{}",
-                ing.namespace().unwrap_or_default(),
-                ing.name_any()
-            )));
-        }
-    }
-    Ok(None)
 }
 
 /// Drops the objects that claim the public hostname (route, interceptor host, headers).
@@ -250,47 +142,67 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         .ok_or_else(|| Error::Invalid("Function without a namespace".into()))?;
     let name = function.name_any();
     let catalog = service_catalog(&ctx.client, &namespace, function).await?;
-    let mut rendered = render::render(function, &catalog, &ctx.settings);
-
-    let mut problems = rendered.problems.clone();
-    problems.extend(provision_databases(ctx, &namespace, function, &catalog).await?);
-    let mut host_checked = false;
-    if let Some(host) = rendered.host.clone() {
-        host_checked = true;
-        if let Some(owner) = host_owner(&ctx.client, &host, function).await? {
-            let e = Error::HostnameConflict { host, owner };
-            problems.push(Problem {
-                condition: condition::HOSTNAME_AVAILABLE,
-                reason: "HostnameConflict",
-                message: e.to_string(),
-            });
-            drop_public_route(&mut rendered);
-        }
-    }
-
-    let applied = apply::apply_all(&ctx.client, &namespace, &rendered.objects).await;
-    let pruned = match &applied {
-        Ok(()) => apply::prune(&ctx.client, &namespace, function, &rendered.objects).await,
-        Err(_) => Ok(()),
+    let mut rendered = render::render(function, &catalog.services, &ctx.settings);
+    let mut outcome = Outcome {
+        problems: rendered.problems.clone(),
+        ..Default::default()
     };
-    let apply_error = applied.and(pruned).err();
-    if let Some(e) = &apply_error {
-        warn!(message = "Failed to apply a Function's objects.", function = %name, %namespace, error = %e);
+    outcome.problems.extend(catalog.problems);
+    let complete = outcome.problems.is_empty();
+    let mut apply_error = None;
+    if complete {
+        let provisioned =
+            databases::provision(ctx, &namespace, function, &catalog.services).await?;
+        outcome.databases = provisioned.databases;
+        outcome.database_problems = provisioned.problems;
+        if let Some(host) = rendered.host.clone() {
+            outcome.host_checked = true;
+            if tokio::time::timeout(HOST_INDEX_WAIT, ctx.hosts.wait_ready())
+                .await
+                .is_err()
+            {
+                return Err(Error::Unavailable(
+                    "the Ingress host index has not listed the cluster yet".into(),
+                ));
+            }
+            let uid = function.uid().unwrap_or_default();
+            if let Some(owner) = ctx.hosts.owner_other_than(&host, &uid) {
+                let e = Error::HostnameConflict { host, owner };
+                outcome.problems.push(Problem {
+                    condition: condition::HOSTNAME_AVAILABLE,
+                    reason: "HostnameConflict",
+                    message: e.to_string(),
+                });
+                drop_public_route(&mut rendered);
+            }
+        }
+        let applied = apply::apply_all(&ctx.client, &namespace, &rendered.objects).await;
+        let pruned = match &applied {
+            Ok(()) => apply::prune(&ctx.client, &namespace, function, &rendered.objects).await,
+            Err(_) => Ok(()),
+        };
+        apply_error = applied.and(pruned).err();
+        if let Some(e) = &apply_error {
+            warn!(message = "Failed to apply a Function's objects.", function = %name, %namespace, error = %e);
+        }
+    } else {
+        // Keep what runs: the last good objects stay until the spec or Secret is fixed.
+        outcome.kept_last_good = true;
+        outcome.databases = function
+            .status
+            .as_ref()
+            .map(|s| s.databases.clone())
+            .unwrap_or_default();
+        warn!(message = "Kept the Function's objects: it cannot be rendered.", function = %name, %namespace, problem = %outcome.problems[0].message);
     }
-    status::write(
-        &ctx.client,
-        function,
-        &rendered,
-        &problems,
-        host_checked,
-        apply_error.as_ref(),
-    )
-    .await?;
+    outcome.apply_error = apply_error.as_ref();
+    status::write(&ctx.client, function, &rendered, &outcome).await?;
     if let Some(e) = apply_error {
         return Err(e);
     }
-    info!(message = "Reconciled.", function = %name, %namespace, objects = rendered.objects.len(), problems = problems.len());
-    Ok(Action::requeue(if problems.is_empty() {
+    let problems = outcome.problems.len() + outcome.database_problems.len();
+    info!(message = "Reconciled.", function = %name, %namespace, objects = rendered.objects.len(), problems);
+    Ok(Action::requeue(if problems == 0 {
         RESYNC
     } else {
         PROBLEM_RETRY
@@ -307,25 +219,4 @@ pub fn error_policy(function: Arc<Function>, error: &Error, ctx: Arc<Context>) -
     *n = n.saturating_add(1);
     warn!(message = "Reconcile failed; requeueing.", function = %key(&function), reason = error.reason(), %error, retry_in_secs = delay.as_secs());
     Action::requeue(delay)
-}
-
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    settings: RenderSettings,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let ctx = Arc::new(Context::new(client.clone(), settings, metrics));
-    let functions: Api<Function> = Api::all(client.clone());
-    let cfg = watcher::Config::default().labels("app.kubernetes.io/managed-by=kipper");
-    Controller::new(functions, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
-        .owns(Api::<CronJob>::all(client.clone()), cfg.clone())
-        .owns(Api::<Service>::all(client.clone()), cfg.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), cfg)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
 }

@@ -11,19 +11,18 @@ use crate::crd::{Function, FunctionStatus, Phase};
 use crate::render::{Problem, Rendered, condition};
 use crate::{Error, Result};
 
-/// Phase and ready replicas from the Deployment (KEDA sets its replicas).
+/// Phase and ready replicas from the Deployment (KEDA sets its replicas), whether this
+/// reconcile rendered it or kept the last good one.
 async fn workload_state(
     client: &Client,
     function: &Function,
     rendered: &Rendered,
 ) -> Result<(Phase, i32)> {
-    if !rendered.objects.iter().any(|o| o.kind() == "Deployment") {
-        return Ok((Phase::Idle, 0));
-    }
     let namespace = function.namespace().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let Some(dep) = api.get_opt(&function.name_any()).await? else {
-        return Ok((Phase::Scaling, 0));
+        let serving = rendered.objects.iter().any(|o| o.kind() == "Deployment");
+        return Ok((if serving { Phase::Scaling } else { Phase::Idle }, 0));
     };
     let wanted = dep.spec.replicas.unwrap_or(0);
     let ready = dep.status.and_then(|s| s.ready_replicas).unwrap_or(0);
@@ -77,13 +76,28 @@ fn now() -> k8s_openapi::jiff::Timestamp {
         .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
 }
 
+/// What one reconcile did, as the status reports it.
+#[derive(Debug, Default)]
+pub struct Outcome<'a> {
+    /// Problems of rendering, services and the hostname.
+    pub problems: Vec<Problem>,
+    /// Nothing was applied or deleted: the problems stopped it, the last good objects run.
+    pub kept_last_good: bool,
+    /// Per-function databases that could not be created (DatabasesReady False).
+    pub database_problems: Vec<Problem>,
+    /// `status.databases` after this reconcile.
+    pub databases: Vec<String>,
+    /// Whether the public hostname was checked (HostnameAvailable is reported).
+    pub host_checked: bool,
+    /// The apply or prune failure, if any.
+    pub apply_error: Option<&'a Error>,
+}
+
 /// Builds the status (pure, for tests) from what happened in this reconcile.
 pub fn build(
     function: &Function,
     rendered: &Rendered,
-    problems: &[Problem],
-    host_checked: bool,
-    apply_error: Option<&Error>,
+    outcome: &Outcome<'_>,
     workload: (Phase, i32),
 ) -> FunctionStatus {
     let previous = function
@@ -92,21 +106,25 @@ pub fn build(
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
     let generation = function.metadata.generation;
+    let problems = &outcome.problems;
     let of = |t: &str| {
         problems
             .iter()
             .filter(|p| p.condition == t)
             .collect::<Vec<_>>()
     };
-    let apply_problem = apply_error.map(|e| Problem {
+    let apply_problem = outcome.apply_error.map(|e| Problem {
         condition: condition::READY,
         reason: "ApplyFailed",
         message: e.to_string(),
     });
-    let mut ready_problems: Vec<&Problem> = problems.iter().collect();
-    if let Some(p) = &apply_problem {
-        ready_problems.insert(0, p);
-    }
+    let kept = outcome.kept_last_good.then(|| Problem {
+        condition: condition::READY,
+        reason: "KeptLastGoodObjects",
+        message: "nothing was applied or deleted: the objects of the last good spec keep running until the problem is fixed".to_owned(),
+    });
+    let mut ready_problems: Vec<&Problem> = apply_problem.iter().chain(kept.iter()).collect();
+    ready_problems.extend(problems.iter());
     let mut conditions = vec![
         condition(
             &previous,
@@ -125,13 +143,23 @@ pub fn build(
             generation,
         ),
     ];
-    if host_checked {
+    if outcome.host_checked {
         conditions.push(condition(
             &previous,
             condition::HOSTNAME_AVAILABLE,
             &of(condition::HOSTNAME_AVAILABLE),
             "Available",
             "the public hostname is this function's",
+            generation,
+        ));
+    }
+    if !outcome.databases.is_empty() || !outcome.database_problems.is_empty() {
+        conditions.push(condition(
+            &previous,
+            condition::DATABASES_READY,
+            &outcome.database_problems.iter().collect::<Vec<_>>(),
+            "Created",
+            "every per-function database exists",
             generation,
         ));
     }
@@ -154,6 +182,7 @@ pub fn build(
         endpoint: rendered.host.as_ref().map(|h| format!("https://{h}")),
         observed_generation: generation,
         conditions,
+        databases: outcome.databases.clone(),
     }
 }
 
@@ -162,25 +191,22 @@ pub async fn write(
     client: &Client,
     function: &Function,
     rendered: &Rendered,
-    problems: &[Problem],
-    host_checked: bool,
-    apply_error: Option<&Error>,
+    outcome: &Outcome<'_>,
 ) -> Result<()> {
     let workload = workload_state(client, function, rendered).await?;
-    let status = build(
-        function,
-        rendered,
-        problems,
-        host_checked,
-        apply_error,
-        workload,
-    );
+    let status = build(function, rendered, outcome, workload);
     let namespace = function.namespace().unwrap_or_default();
     let api: Api<Function> = Api::namespaced(client.clone(), &namespace);
-    let patch = serde_json::json!({ "status": status });
+    // A merge patch replaces lists whole; `databases` is written even when empty.
+    let mut value = serde_json::to_value(&status)?;
+    value["databases"] = serde_json::json!(status.databases);
+    let patch = serde_json::json!({ "status": value });
     api.patch_status(
         &function.name_any(),
-        &PatchParams::default(),
+        &PatchParams {
+            field_manager: Some(super::FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        },
         &Patch::Merge(&patch),
     )
     .await?;

@@ -277,6 +277,10 @@ pub struct FunctionStatus {
     /// `Ready`, `Rendered`, `HostnameAvailable`, `ServicesBound`, ...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Per-function databases created (or found) for the bindings, as
+    /// `<service>/<database>@<host>:<port>`: each is created once, not on every reconcile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
 }
 
 /// Lifecycle phase.

@@ -68,6 +68,9 @@ pub mod condition {
     pub const SERVICES_BOUND: &str = "ServicesBound";
     /// The public hostname is free (set by the controller).
     pub const HOSTNAME_AVAILABLE: &str = "HostnameAvailable";
+    /// Every per-function database of a binding exists (set by the controller; a False one
+    /// does not make the phase Failed: the function runs, its database calls fail).
+    pub const DATABASES_READY: &str = "DatabasesReady";
     /// Everything applied and the workload is healthy (set by the controller).
     pub const READY: &str = "Ready";
 }

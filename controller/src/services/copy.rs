@@ -116,7 +116,7 @@ pub fn mirror_secret(plan: &CopyPlan, source: &Secret) -> Result<Secret> {
         mirrored.insert(key.to_owned(), value);
     }
     mirrored.insert(
-        "host".to_owned(),
+        keys::HOST.to_owned(),
         ByteString(plan.source_host.clone().into_bytes()),
     );
     Ok(Secret {
@@ -174,7 +174,7 @@ pub fn copy_job(plan: &CopyPlan) -> Job {
     let target = credentials_secret(&plan.service);
     let port = plan.kind.default_port().to_string();
     let env = vec![
-        secret_env("SOURCE_HOST", &mirror, "host"),
+        secret_env("SOURCE_HOST", &mirror, keys::HOST),
         plain("SOURCE_PORT", port.clone()),
         secret_env("SOURCE_USERNAME", &mirror, keys::USERNAME),
         secret_env("SOURCE_PASSWORD", &mirror, keys::PASSWORD),

@@ -112,8 +112,8 @@ pub fn secret(spec: &ServiceSpec, credentials: &Credentials) -> Secret {
         (keys::USERNAME, credentials.username.clone()),
         (keys::PASSWORD, credentials.password.clone()),
         (keys::DATABASE, credentials.database.clone()),
-        ("host", host(&spec.name, &spec.namespace())),
-        ("port", spec.kind.default_port().to_string()),
+        (keys::HOST, host(&spec.name, &spec.namespace())),
+        (keys::PORT, spec.kind.default_port().to_string()),
     ]);
     Secret {
         metadata: meta(spec, credentials_secret(&spec.name)),

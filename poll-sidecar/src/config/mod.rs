@@ -312,6 +312,28 @@ fn uri(setting: &'static str, text: &str) -> Result<http::Uri> {
 }
 
 impl Args {
+    /// Parses the command line and environment. `--help` and `--version`
+    /// print and exit 0; a malformed command line comes back as one line
+    /// (clap's own report adds usage and a blank line), for the caller to
+    /// print and exit with code 2 as for any bad setting.
+    pub fn parse_one_line() -> std::result::Result<Self, String> {
+        use clap::error::ErrorKind;
+        match Self::try_parse() {
+            Ok(args) => Ok(args),
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                e.exit()
+            }
+            Err(e) => {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                Err(format!(
+                    "{}; see kipper-poll --help",
+                    first.trim_start_matches("error: ")
+                ))
+            }
+        }
+    }
+
     /// Validates the arguments, reading binding variables through `env`.
     pub fn into_config(self, env: Env) -> Result<Config> {
         let trigger = self.trigger.clone().unwrap_or_default();
@@ -455,6 +477,7 @@ impl Args {
     }
 
     fn sql(&self, connection: SqlConnection, dialect: Dialect) -> Result<SqlConfig> {
+        crate::source::sql::connect::refuse_tls(&connection, dialect == Dialect::Postgres)?;
         let query = required(
             "KIPPER_QUERY",
             self.query.clone(),

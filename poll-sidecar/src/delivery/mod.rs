@@ -228,7 +228,12 @@ impl Deliverer {
         loop {
             attempts += 1;
             let failure = match self.deliver(id, attempts, body.clone()).await {
-                Outcome::Delivered => return Settled::Delivered { attempts },
+                Outcome::Delivered => {
+                    // Per delivery, so only at debug (RUST_LOG=kipper_poll=debug):
+                    // a disabled callsite costs one cached check.
+                    tracing::debug!(message = "Delivered.", id, attempts);
+                    return Settled::Delivered { attempts };
+                }
                 Outcome::Failed(failure) => failure,
             };
             // A 503 counts only when the ready URL says the target is ready and

@@ -72,6 +72,11 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A group of its own: Ctrl-C in a terminal signals the foreground
+        // group, which would make every worker die mid-shutdown (Python
+        // printing a KeyboardInterrupt traceback, node workers "replaced").
+        // The shim stops workers itself, by closing their socket.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| {
         StartError::LoadFailed(format!(
@@ -123,7 +128,7 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
                 match frame {
                     Frame::Ready => return Ok(()),
                     Frame::LoadFailed(msg) => return Err(StartError::LoadFailed(msg)),
-                    Frame::Log { stderr, text, .. } => log_handler_line(slot, "", stderr, &text),
+                    Frame::Log { stream, text, .. } => log_handler_line(slot, "", stream, &text),
                     Frame::Result(_) => {
                         return Err(StartError::Other(Error::Protocol(
                             "RESULT before READY".into(),

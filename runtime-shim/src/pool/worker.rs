@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, oneshot};
 
-use crate::protocol::{self, Frame, Invoke, Reply};
+use crate::protocol::{self, Frame, Invoke, Reply, Stream};
 
 pub use super::spawn::{Running, StartError, WorkerSpec, start};
 
@@ -238,12 +238,12 @@ async fn read_loop(worker: Arc<Worker>, mut read: OwnedReadHalf, mut buf: BytesM
                         let _ = p.tx.send(Delivery::Reply(reply));
                     }
                 }
-                Ok(Some(Frame::Log { id, stderr, text })) => {
+                Ok(Some(Frame::Log { id, stream, text })) => {
                     let request_id = lock(&worker.pending)
                         .get(&id)
                         .map(|p| p.request_id.clone())
                         .unwrap_or_default();
-                    log_handler_line(worker.slot, &request_id, stderr, &text);
+                    log_handler_line(worker.slot, &request_id, stream, &text);
                 }
                 Ok(Some(Frame::Ready | Frame::LoadFailed(_))) => {}
                 Ok(None) => break,
@@ -289,12 +289,25 @@ async fn write_loop(worker: Arc<Worker>, mut write: OwnedWriteHalf) {
     // Dropping the write half closes the socket: the worker sees EOF and exits.
 }
 
-pub(crate) fn log_handler_line(slot: usize, request_id: &str, stderr: bool, text: &[u8]) {
+pub(crate) fn log_handler_line(slot: usize, request_id: &str, stream: Stream, text: &[u8]) {
     let text = String::from_utf8_lossy(text);
-    let stream = if stderr { "stderr" } else { "stdout" };
-    if request_id.is_empty() {
-        tracing::info!(target: "handler", worker = slot, stream, "{}", text.trim_end());
-    } else {
-        tracing::info!(target: "handler", request_id, worker = slot, stream, "{}", text.trim_end());
+    let text = text.trim_end();
+    match stream {
+        // A thrown exception failed the request: ERROR, with its stack.
+        Stream::Thrown => {
+            tracing::error!(target: "handler", request_id, worker = slot, stream = "stderr", "handler threw: {text}")
+        }
+        Stream::Stdout | Stream::Stderr => {
+            let stream = if stream == Stream::Stdout {
+                "stdout"
+            } else {
+                "stderr"
+            };
+            if request_id.is_empty() {
+                tracing::info!(target: "handler", worker = slot, stream, "{text}");
+            } else {
+                tracing::info!(target: "handler", request_id, worker = slot, stream, "{text}");
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 use super::{CreateArgs, FunctionArgs, Io, OutputFormat, RuntimeArg, TriggerArg, io_error};
 use crate::crd::{Function, FunctionSpec, Runtime, Source, Trigger, TriggerType, VolumeMount};
@@ -268,7 +268,12 @@ pub fn dry_run(fargs: &FunctionArgs, args: &CreateArgs, io: &mut Io<'_>) -> Resu
         }
     }
     let function = function_object(fargs, &args.name, spec);
-    let rendered = render::render(&function, &catalog, &RenderSettings::default());
+    let mut settings = RenderSettings::default();
+    if let Some(domain) = &args.cluster_domain {
+        settings.cluster_domain =
+            crate::config::validate_cluster_domain(domain, "--cluster-domain")?;
+    }
+    let rendered = render::render(&function, &catalog, &settings);
     if let Some(p) = rendered.problems.first() {
         return Err(Error::Render {
             part: p.condition,
@@ -306,6 +311,15 @@ pub async fn create(
     let api: Api<Function> = Api::namespaced(client.clone(), &ns);
     let code = read_code(args)?;
     let existing = api.get_opt(&args.name).await?;
+    if let Some(deleted) = existing
+        .as_ref()
+        .and_then(|f| f.metadata.deletion_timestamp.as_ref())
+    {
+        return Err(Error::Invalid(format!(
+            "function {} in {ns} is still terminating (deleted at {}): wait until `kip function list` no longer shows it, then create it again",
+            args.name, deleted.0
+        )));
+    }
     let spec = build_spec(existing.as_ref().map(|f| f.spec.clone()), args, code)?;
     spec.validate(&args.name)?;
     if let Some(source) = &args.source {
@@ -324,24 +338,72 @@ pub async fn create(
     if let Some(preview) = schedule_preview(&spec) {
         io.err.write_all(preview.as_bytes()).map_err(io_error)?;
     }
+    let http = spec
+        .serving_trigger()
+        .is_some_and(|t| t.kind == TriggerType::Http);
     let verb = match existing {
         Some(mut f) => {
             // Replace with the read resourceVersion: a concurrent edit fails instead of being
             // lost; labels, bindings, env and finalizers are kept.
             f.spec = spec;
-            api.replace(&args.name, &PostParams::default(), &f).await?;
+            api.replace(&args.name, &super::post_params(), &f).await?;
             "updated"
         }
         None => {
             api.create(
-                &PostParams::default(),
+                &super::post_params(),
                 &function_object(fargs, &args.name, spec),
             )
             .await?;
             "created"
         }
     };
-    writeln!(io.out, "function {} {verb} in {ns}", args.name).map_err(io_error)
+    writeln!(io.out, "function {} {verb} in {ns}", args.name).map_err(io_error)?;
+    if http {
+        let url = match &args.cluster_domain {
+            Some(domain) => Some(format!(
+                "https://{}",
+                render::function_host(
+                    &args.name,
+                    &RenderSettings {
+                        cluster_domain: domain.clone(),
+                        ..RenderSettings::default()
+                    }
+                )
+            )),
+            None => endpoint_from_status(&api, &args.name).await,
+        };
+        match url {
+            Some(url) => writeln!(io.out, "URL: {url}").map_err(io_error)?,
+            None => writeln!(
+                io.err,
+                "URL: not known yet (the controller writes it); see `kip function list`, or pass --cluster-domain"
+            )
+            .map_err(io_error)?,
+        }
+    }
+    Ok(())
+}
+
+/// How long `create` waits for the controller to write the URL of a new HTTP function.
+const ENDPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The URL the controller wrote in `status.endpoint`, waiting for it a few seconds.
+async fn endpoint_from_status(api: &Api<Function>, name: &str) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + ENDPOINT_WAIT;
+    loop {
+        let endpoint = api
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|f| f.status)
+            .and_then(|s| s.endpoint);
+        if endpoint.is_some() || tokio::time::Instant::now() >= deadline {
+            return endpoint;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 #[cfg(test)]

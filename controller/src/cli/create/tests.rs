@@ -11,7 +11,7 @@ fn parse(args: &[&str]) -> CreateArgs {
         panic!("not a kip function command");
     };
     match f.command {
-        FunctionCommand::Create(c) => c,
+        FunctionCommand::Create(c) => *c,
         other => panic!("{other:?}"),
     }
 }

@@ -67,7 +67,7 @@ pub(super) async fn bind(
     io: &mut Io<'_>,
 ) -> Result<()> {
     let ns = scope.namespace();
-    let (_, kind) = service_secret(client, &ns, service).await?;
+    let (secret, kind) = service_secret(client, &ns, service).await?;
     let mut app = match target(client, &ns, target_name).await? {
         Target::Function => {
             return bindings::bind(
@@ -103,7 +103,10 @@ pub(super) async fn bind(
             )));
         }
     };
-    let facts = ServiceFacts::conventional(service, kind, &ns);
+    // The address the controller gives functions too: the Secret's host/port, else the
+    // cluster DNS name.
+    let facts = ServiceFacts::from_secret(service, &ns, &secret)?
+        .unwrap_or_else(|| ServiceFacts::conventional(service, kind, &ns));
     let b = AppBinding {
         prefix: prefix.unwrap_or(kind.default_prefix()).to_owned(),
         database: database.clone(),

@@ -12,6 +12,7 @@ use rand::Rng;
 use super::manage::{secret_text, service_secret};
 use super::{Scope, apply_params, post_params};
 use crate::cli::{Io, io_error};
+use crate::facts::keys;
 use crate::services::copy::{CopyPlan, copy_job, mirror_secret, owned_by};
 use crate::services::{namespace, render::host};
 use crate::{Error, Result};
@@ -67,8 +68,8 @@ pub(super) async fn copy_data(
     let plan = CopyPlan {
         service: service.to_owned(),
         kind: target_kind,
-        source_host: secret_text(&source, "host").unwrap_or_else(|| host(service, &source_ns)),
-        target_host: secret_text(&target, "host").unwrap_or_else(|| host(service, &target_ns)),
+        source_host: secret_text(&source, keys::HOST).unwrap_or_else(|| host(service, &source_ns)),
+        target_host: secret_text(&target, keys::HOST).unwrap_or_else(|| host(service, &target_ns)),
         source_namespace: source_ns,
         target_namespace: target_ns.clone(),
         suffix: format!("{:08x}", rand::rng().random::<u32>()),

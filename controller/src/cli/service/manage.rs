@@ -145,8 +145,8 @@ pub(super) async fn info(
         password: text(keys::PASSWORD).unwrap_or_default(),
         database: text(keys::DATABASE).unwrap_or_default(),
     };
-    let host = text("host").unwrap_or_else(|| host(name, ns));
-    let port = text("port").unwrap_or_else(|| kind.default_port().to_string());
+    let host = text(keys::HOST).unwrap_or_else(|| host(name, ns));
+    let port = text(keys::PORT).unwrap_or_else(|| kind.default_port().to_string());
     let password = if show_password {
         credentials.password.clone()
     } else {

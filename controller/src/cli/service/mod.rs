@@ -11,7 +11,7 @@ mod tunnel;
 mod volume;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kube::api::{PatchParams, PostParams};
+use kube::api::PatchParams;
 
 use super::{Io, KipCommand, OutputFormat};
 use crate::services::{self, validate_service_name};
@@ -19,16 +19,8 @@ use crate::{Error, Result};
 
 pub use tunnel::forward;
 
-/// The field manager of every write kip makes for services and volumes.
-pub const FIELD_MANAGER: &str = "kip";
-
-/// Create parameters with kip's field manager.
-pub(crate) fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..Default::default()
-    }
-}
+pub use super::FIELD_MANAGER;
+pub(crate) use super::post_params;
 
 /// Server-side apply parameters with kip's field manager.
 pub(crate) fn apply_params() -> PatchParams {

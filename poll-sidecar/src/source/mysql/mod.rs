@@ -72,13 +72,15 @@ impl MysqlSource {
             offset: 0,
             pass_ended: false,
         };
+        source.ensure().await?;
+        source.writer = Some(Writer::open(config, source.bound.clone()).await?);
+        // Warned only once the statements are known to fit: a start refused
+        // for bad configuration prints its one line and nothing else.
         if config.mark_done.is_none() {
             tracing::warn!(message = NO_MARK_DONE);
         } else if config.mark_failed.is_none() {
             tracing::warn!(message = NO_MARK_FAILED);
         }
-        source.ensure().await?;
-        source.writer = Some(Writer::open(config, source.bound.clone()).await?);
         Ok(source)
     }
 

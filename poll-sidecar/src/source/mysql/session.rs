@@ -37,23 +37,23 @@ pub fn server_message(error: &mysql_async::Error) -> String {
     }
 }
 
-/// Connection options for `config`; a TLS requirement is refused (not
-/// supported yet) rather than silently ignored.
-pub fn options(config: &SqlConfig) -> Result<OptsBuilder> {
-    let c = &config.connection;
-    for (key, value) in &c.params {
-        let wants_tls = matches!(key.as_str(), "ssl-mode" | "sslmode" | "ssl_mode")
-            && !value.eq_ignore_ascii_case("disabled")
-            && !value.eq_ignore_ascii_case("preferred")
-            || key == "require_ssl" && value == "true";
-        if wants_tls {
-            return Err(Error::config(
-                "KIPPER_SOURCE_URL",
-                format!("{key}={value}: TLS to MySQL is not supported yet; use ssl-mode=DISABLED"),
-            ));
-        }
+/// Connects one session for `config`, explaining a failure (server message,
+/// address, the setting to check). A TLS requirement was refused when the
+/// configuration was validated.
+pub async fn connect(config: &SqlConfig) -> Result<Conn> {
+    use crate::source::sql::connect;
+    // A host that drops packets would otherwise hang the start for the OS's
+    // SYN retries (about two minutes) before anything is logged.
+    match tokio::time::timeout(connect::TIMEOUT, Conn::new(options(config))).await {
+        Ok(connected) => connected.map_err(|e| connect::mysql(&config.connection, &e)),
+        Err(_) => Err(connect::timed_out("mysql", &config.connection)),
     }
-    Ok(OptsBuilder::default()
+}
+
+/// Connection options for `config`.
+fn options(config: &SqlConfig) -> OptsBuilder {
+    let c = &config.connection;
+    OptsBuilder::default()
         .ip_or_hostname(c.host.clone())
         .tcp_port(c.port)
         .user(Some(c.user.clone()))
@@ -61,7 +61,7 @@ pub fn options(config: &SqlConfig) -> Result<OptsBuilder> {
         .db_name(Some(c.database.clone()))
         .tcp_nodelay(true)
         // DATETIME/TIMESTAMP are sent as UTC and written with a Z.
-        .setup(vec!["SET time_zone = '+00:00'"]))
+        .setup(vec!["SET time_zone = '+00:00'"])
 }
 
 impl Session {
@@ -73,7 +73,7 @@ impl Session {
         bound: &BoundColumns,
         seed: u64,
     ) -> Result<Self> {
-        let mut conn = Conn::new(options(config)?).await?;
+        let mut conn = connect(config).await?;
         let query = &config.query;
         let columns = conn.prep(statements::columns(query)).await.map_err(|e| {
             Error::config(

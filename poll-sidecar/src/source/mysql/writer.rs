@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Statement, Value};
 
 use super::MyHandle;
-use super::session::{idempotency_id, options, server_message};
+use super::session::{idempotency_id, server_message};
 use crate::config::SqlConfig;
 use crate::source::sql::BoundColumns;
 use crate::{Error, Result};
@@ -41,7 +41,7 @@ pub struct Settled {
 impl Writer {
     /// Opens the writer connection and prepares the statements.
     pub async fn open(config: &SqlConfig, bound: BoundColumns) -> Result<Self> {
-        let mut conn = Conn::new(options(config)?).await?;
+        let mut conn = super::session::connect(config).await?;
         // A statement the database refuses stops the start with one line.
         let mut prepare = async |t: Option<&crate::source::sql::template::Template>,
                                  setting: &'static str| match t {

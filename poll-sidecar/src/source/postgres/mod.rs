@@ -98,12 +98,14 @@ impl PostgresSource {
             offset: 0,
             pass_ended: false,
         };
+        source.ensure().await?;
+        // Warned only once the statements are known to fit: a start refused
+        // for bad configuration prints its one line and nothing else.
         if config.mark_done.is_none() {
             tracing::warn!(message = NO_MARK_DONE);
         } else if config.mark_failed.is_none() {
             tracing::warn!(message = NO_MARK_FAILED);
         }
-        source.ensure().await?;
         Ok(source)
     }
 

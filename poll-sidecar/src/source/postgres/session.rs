@@ -29,7 +29,10 @@ pub async fn connect(config: &SqlConfig) -> Result<Client> {
         .port(c.port)
         .user(&c.user)
         .dbname(&c.database)
-        .application_name("kipper-poll");
+        .application_name("kipper-poll")
+        // A host that drops packets would otherwise hang the start for the OS's
+        // SYN retries (about two minutes) before anything is logged.
+        .connect_timeout(crate::source::sql::connect::TIMEOUT);
     if !c.password.expose().is_empty() {
         pg.password(c.password.expose());
     }
@@ -37,14 +40,12 @@ pub async fn connect(config: &SqlConfig) -> Result<Client> {
         if key == "application_name" {
             pg.application_name(value);
         }
-        if key == "sslmode" && matches!(value.as_str(), "require" | "verify-ca" | "verify-full") {
-            return Err(Error::config(
-                "KIPPER_SOURCE_URL",
-                format!("sslmode={value} is not supported yet; use sslmode=disable or prefer"),
-            ));
-        }
     }
-    let (client, connection) = pg.connect(NoTls).await?;
+    // A TLS requirement was refused when the configuration was validated.
+    let (client, connection) = pg
+        .connect(NoTls)
+        .await
+        .map_err(|e| crate::source::sql::connect::postgres(c, &e))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(message = "PostgreSQL connection ended.", %error);

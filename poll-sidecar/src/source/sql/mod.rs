@@ -22,6 +22,7 @@
 //! After a 2xx, mark-dones of a batch run pipelined in one transaction, and
 //! the locks are released only after its COMMIT, in the same round trip.
 
+pub mod connect;
 pub mod json;
 pub mod template;
 
