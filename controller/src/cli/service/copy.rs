@@ -2,7 +2,7 @@
 //! user to type the service name (the target database is wiped), then starts the copy Job in
 //! the target namespace with a mirror of the source credentials owned by the Job.
 
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -22,6 +22,7 @@ pub(crate) fn confirm(
     service: &str,
     target_ns: &str,
     input: &mut dyn BufRead,
+    terminal: bool,
     io: &mut Io<'_>,
 ) -> Result<()> {
     write!(
@@ -35,6 +36,10 @@ pub(crate) fn confirm(
         context: "read the confirmation".into(),
         source,
     })?;
+    if !terminal {
+        // Nothing echoed the answer: end the prompt's line before whatever follows.
+        writeln!(io.err).map_err(io_error)?;
+    }
     if line.trim() == service {
         Ok(())
     } else {
@@ -77,7 +82,9 @@ pub(super) async fn copy_data(
     plan.validate()?;
     if !yes {
         // A terminal or a pipe alike: no input at all reads as a wrong answer.
-        confirm(service, &target_ns, &mut std::io::stdin().lock(), io)?;
+        let stdin = std::io::stdin();
+        let terminal = stdin.is_terminal();
+        confirm(service, &target_ns, &mut stdin.lock(), terminal, io)?;
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &target_ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &target_ns);
