@@ -964,3 +964,50 @@ async fn function_volumes_must_exist() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn resources_change_only_what_the_flags_say() {
+    let (fake, client) = start().await;
+    svc(&client, &["add", "postgres", "--name", "mydb"])
+        .await
+        .result
+        .unwrap();
+    let e = svc(&client, &["resources", "mydb"])
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("--cpu-limit"), "{e}");
+    let e = svc(&client, &["resources", "mydb", "--memory-limit", "lots"])
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("not a memory quantity"), "{e}");
+    let r = svc(
+        &client,
+        &[
+            "resources",
+            "mydb",
+            "--cpu-limit",
+            "2",
+            "--memory-request",
+            "512Mi",
+        ],
+    )
+    .await;
+    r.result.unwrap();
+    assert!(r.out.contains("restarts"), "{}", r.out);
+    let set = fake.get(&at("/apis/apps/v1", "statefulsets/mydb")).unwrap();
+    let c = &set["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["resources"]["limits"]["cpu"], "2");
+    assert_eq!(c["resources"]["requests"]["memory"], "512Mi");
+    // The rest is as it was.
+    assert_eq!(c["resources"]["limits"]["memory"], "1Gi");
+    assert_eq!(c["resources"]["requests"]["cpu"], "100m");
+    assert_eq!(c["image"], "docker.io/library/postgres:16.4");
+    let e = svc(&client, &["resources", "ghost", "--cpu-limit", "1"])
+        .await
+        .result
+        .unwrap_err();
+    assert!(e.to_string().contains("not found"), "{e}");
+    assert_field_manager(&fake);
+}

@@ -262,3 +262,87 @@ pub(super) async fn delete(
     )
     .map_err(io_error)
 }
+
+/// The requests and limits the flags set, validated; an error when no flag is given.
+pub(super) fn resources_patch(
+    cpu_request: &Option<String>,
+    cpu_limit: &Option<String>,
+    memory_request: &Option<String>,
+    memory_limit: &Option<String>,
+) -> Result<serde_json::Value> {
+    use crate::services::{validate_cpu, validate_memory};
+    let mut requests = serde_json::Map::new();
+    let mut limits = serde_json::Map::new();
+    for (flag, value, cpu, limit) in [
+        ("--cpu-request", cpu_request, true, false),
+        ("--cpu-limit", cpu_limit, true, true),
+        ("--memory-request", memory_request, false, false),
+        ("--memory-limit", memory_limit, false, true),
+    ] {
+        let Some(v) = value else { continue };
+        if cpu {
+            validate_cpu(flag, v)?;
+        } else {
+            validate_memory(flag, v)?;
+        }
+        let target = if limit { &mut limits } else { &mut requests };
+        target.insert(
+            if cpu { "cpu" } else { "memory" }.to_owned(),
+            serde_json::Value::String(v.clone()),
+        );
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return Err(Error::Invalid(
+            "give at least one of --cpu-request, --cpu-limit, --memory-request, --memory-limit"
+                .into(),
+        ));
+    }
+    let mut resources = serde_json::Map::new();
+    if !requests.is_empty() {
+        resources.insert("requests".into(), requests.into());
+    }
+    if !limits.is_empty() {
+        resources.insert("limits".into(), limits.into());
+    }
+    Ok(resources.into())
+}
+
+/// Changes the container's requests and limits: read, change, replace with the version read
+/// (a concurrent edit fails instead of being lost). The pod restarts.
+pub(super) async fn resources(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    resources: &serde_json::Value,
+    io: &mut Io<'_>,
+) -> Result<()> {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let mut set = sets
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| unknown_service(name, ns))?;
+    let container = set
+        .spec
+        .template
+        .spec
+        .as_mut()
+        .and_then(|p| p.containers.first_mut())
+        .ok_or_else(|| Error::Invalid(format!("StatefulSet {name} in {ns} has no container")))?;
+    let current = container.resources.get_or_insert_default();
+    let changes: k8s_openapi::api::core::v1::ResourceRequirements =
+        serde_json::from_value(resources.clone())?;
+    for (mine, theirs) in [
+        (&mut current.requests, changes.requests),
+        (&mut current.limits, changes.limits),
+    ] {
+        if let Some(theirs) = theirs {
+            mine.get_or_insert_default().extend(theirs);
+        }
+    }
+    sets.replace(name, &post_params(), &set).await?;
+    writeln!(
+        io.out,
+        "resources of {name} updated: its pod restarts now (a brief downtime for databases)"
+    )
+    .map_err(io_error)
+}

@@ -134,6 +134,23 @@ pub enum ServiceCommand {
         /// App (Deployment) or function name.
         target: String,
     },
+    /// Change CPU and memory requests and limits (the service's pod restarts).
+    Resources {
+        /// Service name.
+        name: String,
+        /// CPU request, e.g. 250m.
+        #[arg(long)]
+        cpu_request: Option<String>,
+        /// CPU limit, e.g. 1.
+        #[arg(long)]
+        cpu_limit: Option<String>,
+        /// Memory request, e.g. 256Mi.
+        #[arg(long)]
+        memory_request: Option<String>,
+        /// Memory limit, e.g. 1Gi.
+        #[arg(long)]
+        memory_limit: Option<String>,
+    },
     /// Copy a postgres service's data from another environment into this one (wipes the target).
     CopyData {
         /// Service name (the same in both environments).
@@ -260,6 +277,16 @@ fn offline(command: &KipCommand, io: &mut Io<'_>) -> Option<Result<()>> {
                     Ok(())
                 }
             })),
+            ServiceCommand::Resources {
+                name,
+                cpu_request,
+                cpu_limit,
+                memory_request,
+                memory_limit,
+            } => check(validate_service_name(name).and_then(|()| {
+                manage::resources_patch(cpu_request, cpu_limit, memory_request, memory_limit)
+                    .map(|_| ())
+            })),
             ServiceCommand::List => None,
         },
         KipCommand::Volume(v) => volume::offline(&v.scope, &v.command, io),
@@ -281,6 +308,21 @@ async fn online(command: &KipCommand, client: kube::Client, io: &mut Io<'_>) -> 
                 } => manage::info(&client, &scope.namespace(), name, *show_password, io).await,
                 ServiceCommand::Delete { name, .. } => {
                     manage::delete(&client, &scope.namespace(), name, io).await
+                }
+                ServiceCommand::Resources {
+                    name,
+                    cpu_request,
+                    cpu_limit,
+                    memory_request,
+                    memory_limit,
+                } => {
+                    let patch = manage::resources_patch(
+                        cpu_request,
+                        cpu_limit,
+                        memory_request,
+                        memory_limit,
+                    )?;
+                    manage::resources(&client, &scope.namespace(), name, &patch, io).await
                 }
                 ServiceCommand::Bind {
                     service,
