@@ -39,7 +39,13 @@ where
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => {
+                // What failed before the stop is still reported.
+                while let Ok(line) = rx.try_recv() {
+                    writeln!(report, "{line}").map_err(io_error)?;
+                }
+                return Ok(());
+            }
             Some(line) = rx.recv() => {
                 writeln!(report, "{line}").map_err(io_error)?;
             }
@@ -64,6 +70,33 @@ where
                 });
             }
         }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl+C) or SIGTERM; the handlers are installed when this is called.
+fn interrupted() -> Result<impl Future<Output = ()>> {
+    let failed = |source| Error::Io {
+        context: "install the Ctrl+C handler".into(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(failed)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(failed)?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = failed;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -120,6 +153,9 @@ pub(super) async fn tunnel(
                 }
             }
         })?;
+    // Ctrl+C must close the tunnel from the moment it says it is open: the handlers are
+    // installed now, not when the loop first polls them.
+    let shutdown = interrupted()?;
     let bound = listener.local_addr().map_or(local, |a| a.port());
     writeln!(
         io.out,
@@ -146,7 +182,7 @@ pub(super) async fn tunnel(
             Ok(stream)
         }
     };
-    forward(listener, connect, crate::shutdown_signal(), io.err).await?;
+    forward(listener, connect, shutdown, io.err).await?;
     writeln!(io.out, "Tunnel closed").map_err(io_error)
 }
 
