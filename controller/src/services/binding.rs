@@ -397,6 +397,49 @@ mod tests {
     }
 
     #[test]
+    fn every_type_injects_the_pages_prefix() {
+        use crate::services::ALL_KINDS;
+        for kind in ALL_KINDS {
+            let facts = ServiceFacts::conventional("s", kind, "ns");
+            let b = AppBinding {
+                prefix: kind.default_prefix().to_owned(),
+                database: kind.is_database().then(|| "api".to_owned()),
+            };
+            let names: Vec<String> = binding_vars(&facts, &b)
+                .into_iter()
+                .map(|v| v.name)
+                .collect();
+            let want: &[&str] = match kind {
+                ServiceKind::Postgres | ServiceKind::Mysql | ServiceKind::Mongodb => &[
+                    "DB_HOST",
+                    "DB_PORT",
+                    "DB_USERNAME",
+                    "DB_PASSWORD",
+                    "DB_NAME",
+                ],
+                ServiceKind::Minio => &["S3_HOST", "S3_PORT", "S3_USERNAME", "S3_PASSWORD"],
+                ServiceKind::Redis => &["REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"],
+                ServiceKind::Rabbitmq => {
+                    &["AMQP_HOST", "AMQP_PORT", "AMQP_USERNAME", "AMQP_PASSWORD"]
+                }
+                ServiceKind::Opensearch => &[
+                    "OPENSEARCH_HOST",
+                    "OPENSEARCH_PORT",
+                    "OPENSEARCH_USERNAME",
+                    "OPENSEARCH_PASSWORD",
+                ],
+            };
+            for w in want {
+                assert!(
+                    names.iter().any(|n| n == w),
+                    "{}: {w} in {names:?}",
+                    kind.as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn create_database_jobs_use_the_service_image_and_no_plain_password() {
         let db = ServiceFacts::conventional("db", ServiceKind::Postgres, "shop-test");
         let job = create_database_job(&db, "shop-test", "api_test", "api", "0badc0de")
