@@ -1,7 +1,7 @@
 //! The real `kip` binary against the in-memory HTTPS API server, through a kubeconfig:
 //! `kip service`, `kip volume` and `kip tunnel` as a user runs them, typed confirmation on
 //! standard input included. What needs a kubelet (pods that run, a port-forward stream) is
-//! out of reach here; `kip_service.rs` tests the tunnel's forwarding with a local upstream.
+//! out of reach here; `kip_service_api.rs` and `cli/service/tunnel.rs` test the tunnel up to it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apiserver;
