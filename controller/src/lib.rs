@@ -8,7 +8,8 @@
 //! - [`controller`]: the reconcile loop (server-side apply, pruning, status, hostname checks).
 //! - [`database`]: per-function databases created on bind.
 //! - [`pending`]: counts a bucket's pending changes for KEDA's `metrics-api` trigger (minio).
-//! - [`cli`]: the `kip function` commands.
+//! - [`services`]: stateful services, bindings to apps, copy-data and shared volumes (pure).
+//! - [`cli`]: the `kip function`, `kip service`, `kip volume` and `kip tunnel` commands.
 
 pub mod addons;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod pending;
 pub mod render;
 pub mod schedule;
 pub mod server;
+pub mod services;
 pub mod telemetry;
 
 pub use error::{Error, Result};

@@ -280,7 +280,9 @@ async fn run(client: &kube::Client, args: &[&str], secret: Option<&str>) -> Run 
     let mut full = vec!["kip", "function"];
     full.extend(args.iter());
     full.extend(["--project", "shop", "--environment", "prod"]);
-    let KipCommand::Function(fargs): KipCommand = Kip::try_parse_from(&full).unwrap().command;
+    let KipCommand::Function(fargs) = Kip::try_parse_from(&full).unwrap().command else {
+        panic!("{full:?} is not a kip function command");
+    };
     let fargs: FunctionArgs = fargs;
     let mut out = Vec::new();
     let mut err = Vec::new();

@@ -1,4 +1,4 @@
-//! `kip`: the Kipper command line (functions).
+//! `kip`: the Kipper command line (functions, services, volumes, tunnels).
 
 use std::io::{IsTerminal, Read};
 
@@ -35,9 +35,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn start() -> anyhow::Result<()> {
-    let Kip {
-        command: KipCommand::Function(args),
-    } = Kip::parse();
+    let Kip { command } = Kip::parse();
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     let mut reader = read_secret;
@@ -45,6 +43,10 @@ async fn start() -> anyhow::Result<()> {
         out: &mut out,
         err: &mut err,
         read_secret: &mut reader,
+    };
+    let args = match command {
+        KipCommand::Function(args) => args,
+        other => return Ok(kipper_controller::cli::service::run(&other, &mut io).await?),
     };
     if let Some(result) = kipper_controller::cli::run_offline(&args, &mut io) {
         return Ok(result?);

@@ -1,4 +1,5 @@
-//! `kip function ...`: the command line of the seed's CLI reference (CONTRACT section 5).
+//! `kip function ...`: the command line of the seed's CLI reference (CONTRACT section 5);
+//! `kip service`, `kip volume` and `kip tunnel` (the Stateful Services page) are in [`service`].
 //!
 //! Parsing and spec building are pure (tested with `try_parse_from`); commands that need the
 //! cluster take a `kube::Client`, so the tests drive them against a fake API server.
@@ -7,6 +8,7 @@
 mod bindings;
 mod create;
 mod manage;
+pub mod service;
 mod values;
 
 use std::io::Write;
@@ -19,7 +21,11 @@ pub use create::{build_spec, dependency, volume};
 
 /// `kip`.
 #[derive(Debug, Parser)]
-#[command(name = "kip", version, about = "Kipper command line (functions)")]
+#[command(
+    name = "kip",
+    version,
+    about = "Kipper command line (functions, services, volumes)"
+)]
 pub struct Kip {
     /// What to manage.
     #[command(subcommand)]
@@ -32,6 +38,12 @@ pub enum KipCommand {
     /// Serverless functions.
     #[command(alias = "fn")]
     Function(FunctionArgs),
+    /// Stateful services (databases, caches, queues, object storage).
+    Service(service::ServiceArgs),
+    /// Volumes that functions mount with --volume name:/path.
+    Volume(service::VolumeArgs),
+    /// Connect from this machine to a service through the API server (port-forward).
+    Tunnel(service::TunnelArgs),
 }
 
 /// `kip function` and its scope flags.

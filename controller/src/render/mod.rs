@@ -7,7 +7,7 @@
 
 mod batch;
 mod code;
-mod env;
+pub(crate) mod env;
 mod http;
 mod object;
 pub(crate) mod pod;

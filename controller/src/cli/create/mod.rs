@@ -325,6 +325,16 @@ pub async fn create(
     if let Some(source) = &args.source {
         super::bindings::require_service(client, &ns, source, "--source").await?;
     }
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &ns);
+    for (volume, _) in &args.volumes {
+        let claim = crate::services::volume::claim_name(volume);
+        if claims.get_opt(&claim).await?.is_none() {
+            return Err(bad(format!(
+                "--volume {volume}: no volume {volume} in {ns} (PVC {claim}): create it with `kip volume create {volume}` or fix the name"
+            )));
+        }
+    }
     if let Some(preview) = schedule_preview(&spec) {
         io.err.write_all(preview.as_bytes()).map_err(io_error)?;
     }

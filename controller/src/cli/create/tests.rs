@@ -7,7 +7,9 @@ use crate::cli::{FunctionCommand, Kip, KipCommand};
 fn parse(args: &[&str]) -> CreateArgs {
     let mut full = vec!["kip", "function", "create"];
     full.extend_from_slice(args);
-    let KipCommand::Function(f) = Kip::try_parse_from(full).unwrap().command;
+    let KipCommand::Function(f) = Kip::try_parse_from(full).unwrap().command else {
+        panic!("not a kip function command");
+    };
     match f.command {
         FunctionCommand::Create(c) => *c,
         other => panic!("{other:?}"),
