@@ -26,6 +26,7 @@ pub mod schedule;
 pub mod server;
 pub mod services;
 pub mod telemetry;
+pub mod yaml;
 
 pub use error::{Error, Result};
 

@@ -77,7 +77,7 @@ pub struct FunctionSpec {
 /// The CustomResourceDefinition as YAML (what `crdgen` prints and `deploy/crd.yaml` holds).
 pub fn crd_yaml() -> Result<String> {
     use kube::CustomResourceExt;
-    Ok(serde_yaml::to_string(&Function::crd())?)
+    crate::yaml::to_string(&Function::crd())
 }
 
 fn default_port() -> i32 {

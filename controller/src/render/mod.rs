@@ -108,7 +108,7 @@ impl Rendered {
         let mut out = String::new();
         for value in self.to_values()? {
             out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&value)?);
+            out.push_str(&crate::yaml::to_string(&value)?);
         }
         Ok(out)
     }

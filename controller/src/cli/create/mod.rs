@@ -290,7 +290,7 @@ pub fn dry_run(fargs: &FunctionArgs, args: &CreateArgs, io: &mut Io<'_>) -> Resu
             let mut s = String::new();
             for v in &values {
                 s.push_str("---\n");
-                s.push_str(&serde_yaml::to_string(v)?);
+                s.push_str(&crate::yaml::to_string(v)?);
             }
             s
         }

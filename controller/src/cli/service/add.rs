@@ -53,7 +53,7 @@ pub(super) fn dry_run(spec: &ServiceSpec, output: OutputFormat, io: &mut Io<'_>)
             let mut s = String::new();
             for v in &values {
                 s.push_str("---\n");
-                s.push_str(&serde_yaml::to_string(v)?);
+                s.push_str(&crate::yaml::to_string(v)?);
             }
             s
         }

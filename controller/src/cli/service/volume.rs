@@ -63,7 +63,7 @@ pub(super) fn offline(
 
 fn print(pvc: &PersistentVolumeClaim, output: OutputFormat, io: &mut Io<'_>) -> Result<()> {
     let text = match output {
-        OutputFormat::Yaml => format!("---\n{}", serde_yaml::to_string(pvc)?),
+        OutputFormat::Yaml => format!("---\n{}", crate::yaml::to_string(pvc)?),
         OutputFormat::Json => serde_json::to_string_pretty(&[pvc])? + "\n",
     };
     io.out.write_all(text.as_bytes()).map_err(io_error)
