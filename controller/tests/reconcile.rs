@@ -137,6 +137,7 @@ async fn create_applies_every_object_with_our_field_manager_and_writes_status() 
             "httpscaledobjects/webhook-handler",
             "ingresses/webhook-handler",
             "middlewares/fn-webhook-handler-security",
+            "persistentvolumeclaims/webhook-handler-deps",
             "services/webhook-handler",
             "services/webhook-handler-proxy",
         ]
@@ -146,7 +147,7 @@ async fn create_applies_every_object_with_our_field_manager_and_writes_status() 
         .into_iter()
         .filter(|s| s.method == Method::PATCH && !s.path.ends_with("/status"))
         .collect();
-    assert_eq!(applies.len(), 7);
+    assert_eq!(applies.len(), 8);
     for s in applies {
         assert!(
             s.query.contains(&format!("fieldManager={FIELD_MANAGER}")),
