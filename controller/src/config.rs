@@ -134,8 +134,7 @@ impl ControllerArgs {
                 deps_cache: crate::render::DepsCacheSettings {
                     access_mode: self.deps_cache_access_mode,
                     size: self.deps_cache_size,
-                    storage_class: Some(self.deps_cache_storage_class)
-                        .filter(|c| !c.is_empty()),
+                    storage_class: Some(self.deps_cache_storage_class).filter(|c| !c.is_empty()),
                 },
             },
             log_json: self.log_json,

@@ -75,7 +75,11 @@ fn binaries() -> (PathBuf, PathBuf) {
         .unwrap()
         .to_path_buf();
     let (shim, poll) = (dir.join("kipper-shim"), dir.join("kipper-poll"));
-    assert!(shim.exists() && poll.exists(), "no binaries in {}", dir.display());
+    assert!(
+        shim.exists() && poll.exists(),
+        "no binaries in {}",
+        dir.display()
+    );
     (shim, poll)
 }
 
@@ -84,13 +88,7 @@ fn dry_run(args: &[&str]) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_kip"))
         .args(["function", "create"])
         .args(args)
-        .args([
-            "--project",
-            NAMESPACE_PROJECT,
-            "--dry-run",
-            "-o",
-            "yaml",
-        ])
+        .args(["--project", NAMESPACE_PROJECT, "--dry-run", "-o", "yaml"])
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
@@ -154,7 +152,10 @@ impl Cluster {
                 }
             } else {
                 let r = &e["valueFrom"]["secretKeyRef"];
-                assert!(r.is_object(), "{name}: only values and secretKeyRefs are rendered");
+                assert!(
+                    r.is_object(),
+                    "{name}: only values and secretKeyRefs are rendered"
+                );
                 let found = self
                     .secrets
                     .get(r["name"].as_str().unwrap())
@@ -240,7 +241,12 @@ struct Pod {
 impl Pod {
     /// Runs the pod of `docs` (a dry run) with `runtime_dockerfile`'s ENV. `handled` is where
     /// the handler code (written by the test) records each event.
-    fn run(docs: &[Value], runtime_dockerfile: &str, cluster_secrets: Cluster, dir: tempfile::TempDir) -> Self {
+    fn run(
+        docs: &[Value],
+        runtime_dockerfile: &str,
+        cluster_secrets: Cluster,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let (shim, poll) = binaries();
         let mut cluster = cluster_secrets;
         // The code ConfigMap, as its volume would show it at /app/function.
@@ -302,10 +308,12 @@ impl Pod {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rendered_postgres_pod_delivers_rows_and_marks_them_done() {
-    let (client, connection) =
-        tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/test", tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL is required at 127.0.0.1:5432 (scripts/services.sh)");
+    let (client, connection) = tokio_postgres::connect(
+        "postgres://postgres@127.0.0.1:5432/test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("PostgreSQL is required at 127.0.0.1:5432 (scripts/services.sh)");
     tokio::spawn(connection);
     let table = unique("kp_pod_orders");
     client
@@ -476,7 +484,9 @@ fn a_rendered_redis_pod_delivers_items_and_removes_them() {
             .map(|k| redis::cmd("LLEN").arg(k).query::<usize>(con).unwrap())
             .sum()
     };
-    pod.wait_until("every item removed from the queue", || pending(&mut con) == 0);
+    pod.wait_until("every item removed from the queue", || {
+        pending(&mut con) == 0
+    });
     let events = pod.handled();
     let mut jobs: Vec<i64> = events
         .iter()
@@ -488,7 +498,11 @@ fn a_rendered_redis_pod_delivers_items_and_removes_them() {
         events.iter().any(|e| e["event"]["data"] == "not json"),
         "{events:?}"
     );
-    assert!(events.iter().all(|e| e["trigger"] == "redis" && e["env"] == "redis"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["trigger"] == "redis" && e["env"] == "redis")
+    );
     drop(pod);
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{list}*"))

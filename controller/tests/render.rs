@@ -336,8 +336,11 @@ fn runtime_gets_port_probes_and_mode() {
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
     assert_eq!(plain(c, "KIPPER_RUNTIME").as_deref(), Some("node"));
     assert_eq!(
-        plain(&dep["spec"]["template"]["spec"]["initContainers"][0], "KIPPER_TARGET_READY_URL")
-            .as_deref(),
+        plain(
+            &dep["spec"]["template"]["spec"]["initContainers"][0],
+            "KIPPER_TARGET_READY_URL"
+        )
+        .as_deref(),
         Some("http://localhost:8080/ready")
     );
 }
@@ -365,7 +368,10 @@ fn dependencies_install_in_an_init_step_into_a_lasting_cache() {
     assert_eq!(install["resources"]["limits"]["memory"], "512Mi");
     assert_eq!(install["resources"]["requests"]["memory"], "192Mi");
     let c = &pod["containers"][0];
-    assert_eq!(c["resources"]["limits"]["memory"], "128Mi", "the function's own");
+    assert_eq!(
+        c["resources"]["limits"]["memory"], "128Mi",
+        "the function's own"
+    );
     assert_eq!(
         plain(c, "KIPPER_DEPS_CACHE").as_deref(),
         Some("/var/cache/kipper/deps")
@@ -388,7 +394,11 @@ fn dependencies_install_in_an_init_step_into_a_lasting_cache() {
     assert_eq!(pod["initContainers"][0]["name"], "deps");
     // No dependencies, no install and no claim.
     let r = rendered("postgres");
-    assert!(r.objects.iter().all(|o| o.kind() != "PersistentVolumeClaim"));
+    assert!(
+        r.objects
+            .iter()
+            .all(|o| o.kind() != "PersistentVolumeClaim")
+    );
     let dep = value(&r, "Deployment", "process-orders");
     assert_eq!(
         dep["spec"]["template"]["spec"]["initContainers"]

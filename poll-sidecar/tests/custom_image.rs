@@ -197,12 +197,7 @@ impl List {
             .unwrap();
         keys.iter()
             .filter(|k| **k == self.0 || k.contains(":processing:"))
-            .map(|k| {
-                redis::cmd("LLEN")
-                    .arg(k)
-                    .query::<usize>(&mut con)
-                    .unwrap()
-            })
+            .map(|k| redis::cmd("LLEN").arg(k).query::<usize>(&mut con).unwrap())
             .sum()
     }
 }
@@ -269,14 +264,21 @@ async fn fed_through_a_tcp_check(example: Example) {
         metric(admin, "kipper_poll_gate_state{state=\"startup\"}") == Some(1.0)
     })
     .await;
-    assert_eq!(list.pending(), 25, "nothing is claimed while the gate is closed");
+    assert_eq!(
+        list.pending(),
+        25,
+        "nothing is claimed while the gate is closed"
+    );
 
     let server = Server::start(example, port);
     wait_until("every item at the server", LONG, async || {
         server.events().len() >= 25
     })
     .await;
-    wait_until("every item acknowledged", LONG, async || list.pending() == 0).await;
+    wait_until("every item acknowledged", LONG, async || {
+        list.pending() == 0
+    })
+    .await;
     let mut ids: Vec<i64> = server
         .events()
         .iter()
@@ -334,10 +336,17 @@ async fn a_ready_url_the_server_lacks_is_logged_with_its_answer() {
         .lines()
         .filter(|l| l.contains("Target is not ready"))
         .count();
-    assert!((2..=3).contains(&lines), "{lines} lines in 7 s:\n{}", sidecar.log());
     assert!(
-        metric(admin, "kipper_poll_readiness_probes_total{result=\"http_404\"}")
-            .is_some_and(|n| n >= 3.0),
+        (2..=3).contains(&lines),
+        "{lines} lines in 7 s:\n{}",
+        sidecar.log()
+    );
+    assert!(
+        metric(
+            admin,
+            "kipper_poll_readiness_probes_total{result=\"http_404\"}"
+        )
+        .is_some_and(|n| n >= 3.0),
         "{}",
         http_get(admin, "/metrics")
     );

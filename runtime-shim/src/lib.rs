@@ -35,7 +35,8 @@ pub type ExitCode = i32;
 async fn install_only(config: &Config) -> Result<ExitCode> {
     if config.deps_cache.is_none() {
         tracing::warn!(
-            message = "KIPPER_MODE=install without KIPPER_DEPS_CACHE: the install is thrown away at exit"
+            message =
+                "KIPPER_MODE=install without KIPPER_DEPS_CACHE: the install is thrown away at exit"
         );
     }
     match deps::install(config).await {

@@ -201,8 +201,16 @@ fn install_mode_fills_the_cache_that_the_serving_shim_uses() {
     ];
     let shim = Shim::start(&handler, &env);
     assert_eq!(shim.get("/").text(), "from init", "{}", shim.logs());
-    assert!(shim.logs().contains("found in the cache"), "{}", shim.logs());
-    assert!(!shim.logs().contains("installing dependencies"), "{}", shim.logs());
+    assert!(
+        shim.logs().contains("found in the cache"),
+        "{}",
+        shim.logs()
+    );
+    assert!(
+        !shim.logs().contains("installing dependencies"),
+        "{}",
+        shim.logs()
+    );
     drop(shim);
 
     // A failed install is exit code 1 with the installer's reason in the log.

@@ -241,7 +241,9 @@ fn workspace_members() -> Vec<String> {
 
 /// `major.minor` of a version such as `1.89`, `1.89.0` or `22.12.0`.
 fn major_minor(version: &str) -> (u32, u32) {
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(u32::MAX));
+    let mut parts = version
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(u32::MAX));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
@@ -260,7 +262,9 @@ fn bases(file: &str) -> Vec<String> {
 /// build stage must use exactly the declared toolchain and copy every member.
 #[test]
 fn build_stages_use_the_workspace_toolchain_and_copy_every_member() {
-    let rust_version = workspace_value("rust-version").trim_matches('"').to_string();
+    let rust_version = workspace_value("rust-version")
+        .trim_matches('"')
+        .to_string();
     let members = workspace_members();
     assert!(members.len() >= 4, "{members:?}");
     for [image, file, ..] in documented() {
@@ -302,9 +306,9 @@ fn runtime_images_run_the_seed_runtimes() {
         ("kipper-runtime-python.Dockerfile", "python", (3, 12)),
     ] {
         let last = bases(file).last().unwrap().clone();
-        let tag = last
-            .strip_prefix(&format!("{name}:"))
-            .unwrap_or_else(|| panic!("{file}: final base {last} is not the official {name} image"));
+        let tag = last.strip_prefix(&format!("{name}:")).unwrap_or_else(|| {
+            panic!("{file}: final base {last} is not the official {name} image")
+        });
         let (major, minor) = major_minor(tag.split('-').next().unwrap());
         assert_eq!(major, want.0, "{file}: {last}");
         if want.1 != u32::MAX {

@@ -35,9 +35,12 @@ mod tests {
         super::install_crypto_provider();
         super::install_crypto_provider();
         let provider = rustls::crypto::CryptoProvider::get_default();
-        assert!(provider.is_some_and(|p| p
-            .cipher_suites
-            .iter()
-            .eq(rustls::crypto::ring::default_provider().cipher_suites.iter())));
+        assert!(provider.is_some_and(|p| {
+            p.cipher_suites
+                .iter()
+                .eq(rustls::crypto::ring::default_provider()
+                    .cipher_suites
+                    .iter())
+        }));
     }
 }

@@ -162,6 +162,7 @@ pub struct CreateArgs {
 
 /// `kip function ...` commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per invocation; boxing buys nothing
 pub enum FunctionCommand {
     /// Create a function, or update the fields the flags name on an existing one.
     Create(CreateArgs),

@@ -41,8 +41,7 @@ pub(crate) const DEPS_CACHE_PATH: &str = "/var/cache/kipper/deps";
 /// the measured npm peak (160 MiB), room for packages heavier than the seed's; the request
 /// is a little over the peak, so the install is scheduled where it fits. A whole core as
 /// the CPU limit because the install is on the cold start's path.
-pub(crate) const INSTALL_LIMITS: ((&str, &str), (&str, &str)) =
-    (("100m", "192Mi"), ("1", "512Mi"));
+pub(crate) const INSTALL_LIMITS: ((&str, &str), (&str, &str)) = (("100m", "192Mi"), ("1", "512Mi"));
 
 /// Name of the cache claim of `function`.
 pub fn claim_name(function: &str) -> String {
@@ -141,7 +140,10 @@ pub(crate) fn install_container(ctx: &Ctx<'_>, image: String) -> Container {
             env("KIPPER_DEPS_CACHE", DEPS_CACHE_PATH),
         ]),
         volume_mounts: Some(vec![code_mount(), cache_mount()]),
-        resources: Some(super::pod::resources((cpu_req, mem_req), (cpu_lim, mem_lim))),
+        resources: Some(super::pod::resources(
+            (cpu_req, mem_req),
+            (cpu_lim, mem_lim),
+        )),
         security_context: Some(super::pod::container_security()),
         ..Default::default()
     }

@@ -141,8 +141,12 @@ impl ProbeResult {
                 "the server has no such path: point KIPPER_TARGET_READY_URL at a path it serves \
                  (kip function create --health-path), or unset it for a TCP check"
             }
-            ProbeResult::Status(503) => "the handler says it is not ready (starting, or failed to load: see its log)",
-            ProbeResult::Refused => "nothing listens yet: the function is starting, or not listening on the port of KIPPER_TARGET_URL",
+            ProbeResult::Status(503) => {
+                "the handler says it is not ready (starting, or failed to load: see its log)"
+            }
+            ProbeResult::Refused => {
+                "nothing listens yet: the function is starting, or not listening on the port of KIPPER_TARGET_URL"
+            }
             _ => "",
         }
     }

@@ -123,8 +123,7 @@ pub fn readiness(pool: &Pool) -> Resp {
 /// The one line every caller gets while the handler has failed to load. The reason
 /// stays in the log: a stack trace names files and lines an outsider has no business
 /// seeing, and the operator reads it with `kip function logs`.
-pub const LOAD_FAILED: &str =
-    "the handler failed to load; the reason is in the function's log";
+pub const LOAD_FAILED: &str = "the handler failed to load; the reason is in the function's log";
 
 fn load_failed() -> Resp {
     error(StatusCode::SERVICE_UNAVAILABLE, LOAD_FAILED, Some(10))

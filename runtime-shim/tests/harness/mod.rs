@@ -328,7 +328,9 @@ pub fn assert_private_load_failure(shim: &Shim, r: &Resp, needle: &str) {
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.text(), LOAD_FAILED_BODY, "no stack, no paths, no reason");
     assert!(r.header("retry-after").is_some());
-    let id = r.header("x-request-id").expect("a request id to find the log line");
+    let id = r
+        .header("x-request-id")
+        .expect("a request id to find the log line");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let logs = shim.logs();
