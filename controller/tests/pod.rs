@@ -53,8 +53,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The kipper-shim and kipper-poll binaries of this workspace, built now (a no-op when fresh).
+/// The kipper-shim and kipper-poll binaries of this workspace, built once per test run (a
+/// no-op when fresh).
 fn binaries() -> (PathBuf, PathBuf) {
+    static BUILT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build).clone()
+}
+
+fn build() -> (PathBuf, PathBuf) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args(["build", "-p", "kipper-shim", "-p", "kipper-poll"])
