@@ -1,5 +1,6 @@
 //! One pod, end to end, with no cluster: the Deployment that `kip function create --dry-run`
-//! renders for a postgres and a redis trigger, its two containers run as local processes
+//! renders for a postgres trigger (with a dependency, so with the `deps` init step) and a
+//! redis trigger, its containers run as local processes
 //! (the real `kipper-poll` and `kipper-shim` binaries) with exactly the rendered environment,
 //! the code from the rendered ConfigMap, against the real local PostgreSQL and Redis. Rows and
 //! items reach the handler and are marked done / removed: the renderer and the binaries agree
@@ -236,8 +237,8 @@ impl Drop for Process {
     }
 }
 
-/// The rendered pod, running: the sidecar (an init container with `restartPolicy: Always`)
-/// and the runtime container, started in the pod's order.
+/// The rendered pod, running: the `deps` init step (run to completion), the sidecar (an init
+/// container with `restartPolicy: Always`) and the runtime container, in the pod's order.
 struct Pod {
     _dir: tempfile::TempDir,
     handled: PathBuf,
@@ -263,24 +264,50 @@ impl Pod {
         }
         let tmp = dir.path().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
+        // The dependency cache claim, when the pod mounts one.
+        let deps_cache = dir.path().join("deps-cache");
+        std::fs::create_dir_all(&deps_cache).unwrap();
         cluster.mounts = vec![
             ("/app/function".to_owned(), code_dir),
+            ("/var/cache/kipper/deps".to_owned(), deps_cache),
             ("/tmp".to_owned(), tmp),
         ];
+        let image = image_env(runtime_dockerfile);
         let pod = &object(docs, "Deployment")["spec"]["template"]["spec"];
-        let init = pod["initContainers"].as_array().unwrap();
-        assert_eq!(init.len(), 1, "no dependencies: only the sidecar");
-        let sidecar = &init[0];
-        assert_eq!(sidecar["name"], "kipper-poll");
-        assert_eq!(sidecar["restartPolicy"], "Always");
         let runtime = &pod["containers"][0];
         assert_eq!(runtime["name"], "function");
-        let poll_env = cluster.env_of(&[], sidecar);
-        let runtime_env = cluster.env_of(&image_env(runtime_dockerfile), runtime);
-        let processes = vec![
-            Process::start("kipper-poll", &poll, &poll_env, dir.path()),
-            Process::start("kipper-shim", &shim, &runtime_env, dir.path()),
-        ];
+        // Init containers in order: one that runs to completion must exit 0 before the next
+        // starts; a native sidecar (restartPolicy: Always) starts and keeps running.
+        let mut processes = Vec::new();
+        for init in pod["initContainers"].as_array().unwrap() {
+            match init["name"].as_str().unwrap() {
+                "kipper-poll" => {
+                    assert_eq!(init["restartPolicy"], "Always");
+                    let env = cluster.env_of(&[], init);
+                    processes.push(Process::start("kipper-poll", &poll, &env, dir.path()));
+                }
+                "deps" => {
+                    assert_eq!(init["image"], runtime["image"]);
+                    let env = cluster.env_of(&image, init);
+                    let mut install = Process::start("deps", &shim, &env, dir.path());
+                    let status = install.child.wait().unwrap();
+                    assert!(status.success(), "deps init step:\n{}", install.log());
+                    assert!(
+                        install.log().contains("dependencies installed"),
+                        "{}",
+                        install.log()
+                    );
+                }
+                other => panic!("unexpected init container {other}"),
+            }
+        }
+        let runtime_env = cluster.env_of(&image, runtime);
+        processes.push(Process::start(
+            "kipper-shim",
+            &shim,
+            &runtime_env,
+            dir.path(),
+        ));
         Pod {
             handled: dir.path().join("handled.jsonl"),
             _dir: dir,
@@ -338,8 +365,9 @@ async fn a_rendered_postgres_pod_delivers_rows_and_marks_them_done() {
         &code,
         format!(
             "const fs = require('fs');\n\
+             const ms = require('ms');\n\
              module.exports = async (event, context) => {{\n\
-               fs.appendFileSync({:?}, JSON.stringify({{event, trigger: context.trigger, env: process.env.KIPPER_TRIGGER}}) + '\\n');\n\
+               fs.appendFileSync({:?}, JSON.stringify({{event, trigger: context.trigger, env: process.env.KIPPER_TRIGGER, dep: ms('2h')}}) + '\\n');\n\
                return {{ ok: true }};\n\
              }};\n",
             handled.display()
@@ -365,6 +393,10 @@ async fn a_rendered_postgres_pod_delivers_rows_and_marks_them_done() {
         &mark_done,
         "--port",
         &port,
+        // A real (tiny) package: the rendered `deps` init step installs it into the cache
+        // claim, and the runtime container loads it from there.
+        "--dependency",
+        "ms@2.1.3",
     ]);
     let cluster = Cluster {
         secrets: BTreeMap::from([(
@@ -415,6 +447,15 @@ async fn a_rendered_postgres_pod_delivers_rows_and_marks_them_done() {
     assert_eq!(events[0]["event"]["status"], "pending");
     assert_eq!(events[0]["trigger"], "postgres");
     assert_eq!(events[0]["env"], "postgres");
+    assert_eq!(
+        events[0]["dep"], 7_200_000,
+        "the dependency from the cache loaded"
+    );
+    let shim_log = pod.processes.last().unwrap().log();
+    assert!(
+        shim_log.contains("found in the cache") && !shim_log.contains("installing dependencies"),
+        "the runtime container installs nothing:\n{shim_log}"
+    );
     assert_eq!(count("pending").await, 0);
     client
         .batch_execute(&format!("DROP TABLE {table}"))
