@@ -28,7 +28,9 @@ extra_ca=${KIPPER_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}
 b() { buildah --root "$dir/root" --runroot "$dir/run" --storage-driver vfs "$@"; }
 mkdir -p "$dir"
 
-has() { b images --format '{{.Name}}:{{.Tag}}' | grep -qx "$1"; }
+# grep reads all of the listing: with -q it would exit early, buildah would get SIGPIPE and
+# pipefail would turn a match into a failure.
+has() { b images --format '{{.Name}}:{{.Tag}}' | grep -x "$1" >/dev/null; }
 
 if ! has localhost/kipper-bookworm-base:12; then
   echo "== debootstrap bookworm (minbase)"
