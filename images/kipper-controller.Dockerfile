@@ -1,13 +1,14 @@
 # kipper-controller: reconciles Function resources (the image also carries the `kip` CLI).
 # Build from the repository root:
 #   docker build -f images/kipper-controller.Dockerfile -t kipper-controller .
-FROM rust:1.85.1-slim-bookworm AS build
+FROM rust:1.89.0-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY poll-sidecar poll-sidecar
 COPY runtime-shim runtime-shim
 COPY controller controller
 COPY bench bench
+COPY tls tls
 RUN cargo build --release --locked -p kipper-controller --bin kipper-controller --bin kip \
  && strip target/release/kipper-controller target/release/kip
 

@@ -1,13 +1,14 @@
 # kipper-poll: the event-trigger sidecar.
 # Build from the repository root:
 #   docker build -f images/kipper-poll.Dockerfile -t kipper-poll .
-FROM rust:1.85.1-slim-bookworm AS build
+FROM rust:1.89.0-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY poll-sidecar poll-sidecar
 COPY runtime-shim runtime-shim
 COPY controller controller
 COPY bench bench
+COPY tls tls
 RUN cargo build --release --locked -p kipper-poll --bin kipper-poll \
  && strip target/release/kipper-poll
 

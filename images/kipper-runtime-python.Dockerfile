@@ -1,13 +1,14 @@
 # kipper-runtime-python: kipper-shim in front of a Python 3.12 handler mounted at /app/function.
 # Build from the repository root:
 #   docker build -f images/kipper-runtime-python.Dockerfile -t kipper-runtime-python .
-FROM rust:1.85.1-slim-bookworm AS build
+FROM rust:1.89.0-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY poll-sidecar poll-sidecar
 COPY runtime-shim runtime-shim
 COPY controller controller
 COPY bench bench
+COPY tls tls
 RUN cargo build --release --locked -p kipper-shim --bin kipper-shim \
  && strip target/release/kipper-shim
 

@@ -58,6 +58,19 @@ pub struct ControllerArgs {
     /// IngressClass of function routes.
     #[arg(long, env = "KIPPER_INGRESS_CLASS", default_value = "traefik")]
     pub ingress_class: String,
+    /// Access mode of the dependency cache volume `<fn>-deps` (ReadWriteOnce or ReadWriteMany).
+    #[arg(
+        long,
+        env = "KIPPER_DEPS_CACHE_ACCESS_MODE",
+        default_value = "ReadWriteOnce"
+    )]
+    pub deps_cache_access_mode: String,
+    /// Size of the dependency cache volume.
+    #[arg(long, env = "KIPPER_DEPS_CACHE_SIZE", default_value = "1Gi")]
+    pub deps_cache_size: String,
+    /// StorageClass of the dependency cache volume; empty uses the cluster's default.
+    #[arg(long, env = "KIPPER_DEPS_CACHE_STORAGE_CLASS", default_value = "")]
+    pub deps_cache_storage_class: String,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "KIPPER_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -129,6 +142,15 @@ impl ControllerArgs {
                 self.pending_url
             )));
         }
+        if !matches!(
+            self.deps_cache_access_mode.as_str(),
+            "ReadWriteOnce" | "ReadWriteMany" | "ReadWriteOncePod"
+        ) {
+            return Err(crate::Error::Invalid(format!(
+                "--deps-cache-access-mode / KIPPER_DEPS_CACHE_ACCESS_MODE {:?}: use ReadWriteOnce or ReadWriteMany",
+                self.deps_cache_access_mode
+            )));
+        }
         Ok(ControllerConfig {
             listen: self.listen,
             render: RenderSettings {
@@ -140,6 +162,11 @@ impl ControllerArgs {
                 interceptor_host: self.interceptor_host,
                 interceptor_port: i32::from(self.interceptor_port),
                 ingress_class: self.ingress_class,
+                deps_cache: crate::render::DepsCacheSettings {
+                    access_mode: self.deps_cache_access_mode,
+                    size: self.deps_cache_size,
+                    storage_class: Some(self.deps_cache_storage_class).filter(|c| !c.is_empty()),
+                },
             },
             log_json: self.log_json,
             shutdown_grace: Duration::from_secs(self.shutdown_grace),

@@ -152,6 +152,7 @@ fn each_trigger_renders_the_objects_of_the_contract() {
             "http",
             &[
                 "ConfigMap/webhook-handler-code",
+                "PersistentVolumeClaim/webhook-handler-deps",
                 "Deployment/webhook-handler",
                 "Service/webhook-handler",
                 "Service/webhook-handler-proxy",
@@ -162,7 +163,11 @@ fn each_trigger_renders_the_objects_of_the_contract() {
         ),
         (
             "cron",
-            &["ConfigMap/opensrs-sync-code", "CronJob/opensrs-sync-cron"],
+            &[
+                "ConfigMap/opensrs-sync-code",
+                "PersistentVolumeClaim/opensrs-sync-deps",
+                "CronJob/opensrs-sync-cron",
+            ],
         ),
         (
             "postgres",
@@ -296,10 +301,33 @@ fn runtime_gets_port_probes_and_mode() {
         "replicas belong to KEDA"
     );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    // A user image is held to the upstream contract (/health) and picks its own runtime.
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health");
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
+    // A user image without a health path may serve only POST /event (the seed's Express
+    // and Flask examples): its probes and the sidecar's gate check the port, not a path.
+    assert_eq!(c["readinessProbe"]["tcpSocket"]["port"], "http");
+    assert_eq!(c["livenessProbe"]["tcpSocket"]["port"], "http");
+    assert!(c["readinessProbe"].get("httpGet").is_none());
+    let sidecar = &pod["initContainers"][0];
+    assert!(
+        plain(sidecar, "KIPPER_TARGET_READY_URL").is_none(),
+        "kipper-poll's TCP check"
+    );
     assert!(plain(c, "KIPPER_RUNTIME").is_none());
+    // With --health-path, that path.
+    let (_, mut f) = fixtures::cases()
+        .into_iter()
+        .find(|(c, _)| *c == "postgres")
+        .unwrap();
+    f.spec.health_path = Some("/healthz".into());
+    let r = render::render(&f, &fixtures::catalog(), &fixtures::settings());
+    let dep = value(&r, "Deployment", "process-orders");
+    let pod = &dep["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(
+        plain(&pod["initContainers"][0], "KIPPER_TARGET_READY_URL").as_deref(),
+        Some("http://localhost:9000/healthz")
+    );
     // Inline code runs on our runtime image, behind the shim's /ready.
     let r = rendered("mysql");
     let dep = value(&r, "Deployment", "sync-users");
@@ -307,6 +335,79 @@ fn runtime_gets_port_probes_and_mode() {
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
     assert_eq!(plain(c, "KIPPER_RUNTIME").as_deref(), Some("node"));
+    assert_eq!(
+        plain(
+            &dep["spec"]["template"]["spec"]["initContainers"][0],
+            "KIPPER_TARGET_READY_URL"
+        )
+        .as_deref(),
+        Some("http://localhost:8080/ready")
+    );
+}
+
+/// Dependencies install in an init step with a limit of its own, into a claim that
+/// outlives the pod; the serving container keeps the function's limit and reads the cache.
+#[test]
+fn dependencies_install_in_an_init_step_into_a_lasting_cache() {
+    let r = rendered("http");
+    let claim = value(&r, "PersistentVolumeClaim", "webhook-handler-deps");
+    assert_eq!(claim["spec"]["accessModes"][0], "ReadWriteOnce");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
+    let dep = value(&r, "Deployment", "webhook-handler");
+    let pod = &dep["spec"]["template"]["spec"];
+    let install = &pod["initContainers"][0];
+    assert_eq!(install["name"], "deps");
+    assert!(install.get("restartPolicy").is_none(), "runs to completion");
+    assert_eq!(install["image"], pod["containers"][0]["image"]);
+    assert_eq!(plain(install, "KIPPER_MODE").as_deref(), Some("install"));
+    assert_eq!(
+        plain(install, "KIPPER_DEPS_CACHE").as_deref(),
+        Some("/var/cache/kipper/deps")
+    );
+    // npm install of pg + axios peaks at ~160 MiB (bench/deps): the install's own limit.
+    assert_eq!(install["resources"]["limits"]["memory"], "512Mi");
+    assert_eq!(install["resources"]["requests"]["memory"], "192Mi");
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["resources"]["limits"]["memory"], "128Mi",
+        "the function's own"
+    );
+    assert_eq!(
+        plain(c, "KIPPER_DEPS_CACHE").as_deref(),
+        Some("/var/cache/kipper/deps")
+    );
+    for container in [install, c] {
+        let mounts = container["volumeMounts"].as_array().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == "deps-cache" && m["mountPath"] == "/var/cache/kipper/deps")
+        );
+    }
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["name"] == "deps-cache"
+        && v["persistentVolumeClaim"]["claimName"] == "webhook-handler-deps"));
+    // A cron run installs the same way (batch pods share the pod spec).
+    let r = rendered("cron");
+    let cron = value(&r, "CronJob", "opensrs-sync-cron");
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["initContainers"][0]["name"], "deps");
+    // No dependencies, no install and no claim.
+    let r = rendered("postgres");
+    assert!(
+        r.objects
+            .iter()
+            .all(|o| o.kind() != "PersistentVolumeClaim")
+    );
+    let dep = value(&r, "Deployment", "process-orders");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "only the sidecar"
+    );
 }
 
 #[test]

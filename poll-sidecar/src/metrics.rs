@@ -4,11 +4,31 @@
 
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Label of the readiness gate's state: `open`, `startup`, `refused` or `unavailable`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GateLabel {
+    /// The state.
+    pub state: &'static str,
+}
+
+/// Label of a readiness probe's result: `ready`, `refused`, `http_<status>`, `timeout`
+/// or `error` (at most a few dozen values).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabel {
+    /// The result.
+    pub result: String,
+}
+
+/// Every state of the gate, so that `/metrics` shows all of them (one at 1).
+pub const GATE_STATES: [&str; 4] = ["open", "startup", "refused", "unavailable"];
 
 /// The metrics; cheap to clone (every field is an `Arc` inside).
 #[derive(Clone)]
@@ -29,6 +49,10 @@ pub struct Metrics {
     pub backlog: Gauge,
     /// 1 while the target accepts deliveries, 0 while it is not ready.
     pub target_ready: Gauge,
+    /// 1 for the readiness gate's current state, 0 for the others.
+    pub gate_state: Family<GateLabel, Gauge>,
+    /// Readiness probes made while the gate was closed, by result.
+    pub readiness_probes: Family<ProbeLabel, Counter>,
     /// Duration of one delivery attempt, request to response.
     pub delivery_seconds: Histogram,
     /// Errors talking to the source (claim, ack, reconnects).
@@ -61,6 +85,8 @@ impl Metrics {
         let backlog = Gauge::default();
         let target_ready = Gauge::default();
         let source_errors = Counter::default();
+        let gate_state = Family::<GateLabel, Gauge>::default();
+        let readiness_probes = Family::<ProbeLabel, Counter>::default();
         // 100 µs .. ~26 s: a local handler answers in well under a millisecond,
         // a slow one in seconds.
         let delivery_seconds = Histogram::new([
@@ -108,6 +134,16 @@ impl Metrics {
             target_ready.clone(),
         );
         registry.register(
+            "gate_state",
+            "1 for the readiness gate's current state (open, startup, refused, unavailable)",
+            gate_state.clone(),
+        );
+        registry.register(
+            "readiness_probes",
+            "Readiness probes of the target while the gate was closed, by result",
+            readiness_probes.clone(),
+        );
+        registry.register(
             "source_errors",
             "Errors talking to the source",
             source_errors.clone(),
@@ -126,10 +162,22 @@ impl Metrics {
             in_flight,
             backlog,
             target_ready,
+            gate_state,
+            readiness_probes,
             delivery_seconds,
             source_errors,
             registry: Arc::new(registry),
         }
+    }
+
+    /// Sets the gate's state: `state` to 1, every other to 0.
+    pub fn set_gate(&self, state: &'static str) {
+        for s in GATE_STATES {
+            self.gate_state
+                .get_or_create(&GateLabel { state: s })
+                .set(i64::from(s == state));
+        }
+        self.target_ready.set(i64::from(state == "open"));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -159,6 +207,22 @@ mod tests {
             "kipper_poll_events_in_flight",
             "kipper_poll_source_backlog",
             "kipper_poll_delivery_duration_seconds_bucket",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        metrics.set_gate("refused");
+        metrics
+            .readiness_probes
+            .get_or_create(&ProbeLabel {
+                result: "http_404".into(),
+            })
+            .inc();
+        let text = metrics.render();
+        for name in [
+            "kipper_poll_gate_state{state=\"refused\"} 1",
+            "kipper_poll_gate_state{state=\"open\"} 0",
+            "kipper_poll_target_ready 0",
+            "kipper_poll_readiness_probes_total{result=\"http_404\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

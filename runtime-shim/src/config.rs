@@ -43,7 +43,8 @@ pub struct Args {
     #[arg(long, env = "KIPPER_ADMIN_PORT", default_value_t = 9092)]
     pub admin_port: u16,
 
-    /// `http` (serve) or `batch` (invoke once, print, exit).
+    /// `http` (serve), `batch` (invoke once, print, exit) or `install` (install the
+    /// dependencies into `KIPPER_DEPS_CACHE` and exit: the pod's init step).
     #[arg(long, env = "KIPPER_MODE", default_value = "http")]
     pub mode: String,
 
@@ -136,6 +137,10 @@ pub enum Mode {
     Http,
     /// Invoke once, print the result, exit 0 or 1.
     Batch,
+    /// Install the dependencies (into the cache when one is set) and exit 0, or 1 when
+    /// the install fails. The rendered pod runs this as an init container with a memory
+    /// limit of its own, so the serving container never pays an installer's peak.
+    Install,
 }
 
 /// The validated configuration.
@@ -292,9 +297,10 @@ impl Args {
         let mode = match self.mode.as_str() {
             "http" | "" => Mode::Http,
             "batch" => Mode::Batch,
+            "install" => Mode::Install,
             other => {
                 return Err(Error::Config(format!(
-                    "KIPPER_MODE={other} is not supported; set it to http or batch"
+                    "KIPPER_MODE={other} is not supported; set it to http, batch or install"
                 )));
             }
         };

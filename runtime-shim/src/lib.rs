@@ -31,8 +31,28 @@ use config::{Config, Mode};
 /// What the process should exit with.
 pub type ExitCode = i32;
 
+/// `KIPPER_MODE=install`: the dependencies, and nothing else.
+async fn install_only(config: &Config) -> Result<ExitCode> {
+    if config.deps_cache.is_none() {
+        tracing::warn!(
+            message =
+                "KIPPER_MODE=install without KIPPER_DEPS_CACHE: the install is thrown away at exit"
+        );
+    }
+    match deps::install(config).await {
+        Ok(installed) => {
+            tracing::info!(message = "dependencies ready", ?installed);
+            Ok(0)
+        }
+        Err(error) => {
+            tracing::error!(message = "dependency install failed", %error);
+            Ok(1)
+        }
+    }
+}
+
 /// Runs the shim until `shutdown` resolves (http mode) or the one invocation
-/// ends (batch mode); returns the process exit code.
+/// ends (batch mode) or the dependencies are installed (install mode); returns the process exit code.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -41,6 +61,7 @@ pub async fn run(
     let result = match config.mode {
         Mode::Http => server::serve(config, shutdown).await.map(|()| 0),
         Mode::Batch => batch::run(config).await,
+        Mode::Install => install_only(&config).await,
     };
     if let Some(dir) = cleanup {
         let _ = std::fs::remove_dir_all(dir);

@@ -106,7 +106,7 @@ fn python_dependency_from_a_local_folder() {
 }
 
 #[test]
-fn a_failed_install_answers_503_with_the_reason() {
+fn a_failed_install_answers_503_and_logs_the_reason() {
     let root = tempfile::tempdir().unwrap();
     write(root.path(), "requirements.txt", "./no-such-folder\n");
     let handler = write(root.path(), "handler.py", "def handler():\n    return 1");
@@ -119,8 +119,7 @@ fn a_failed_install_answers_503_with_the_reason() {
         b"",
         std::time::Duration::from_secs(30),
     );
-    assert_eq!(r.status, 503, "{}", r.text());
-    assert!(r.text().contains("pip install"), "{}", r.text());
+    harness::assert_private_load_failure(&shim, &r, "pip install");
     assert_eq!(shim.get("/ready").status, 503);
 }
 
@@ -152,4 +151,76 @@ fn esm_handlers_import_installed_dependencies() {
     );
     let shim = Shim::start(&handler, &[("npm_config_offline", "true")]);
     assert_eq!(shim.get("/").text(), "ESM", "{}", shim.logs());
+}
+
+/// `KIPPER_MODE=install` is the pod's init step: it fills the cache and exits, and the
+/// serving shim that starts next finds the install there and runs no installer.
+#[test]
+fn install_mode_fills_the_cache_that_the_serving_shim_uses() {
+    let root = tempfile::tempdir().unwrap();
+    let pkg = root.path().join("localpkg");
+    write(
+        &pkg,
+        "package.json",
+        r#"{"name":"kipper-init-dep","version":"1.0.0","main":"index.js"}"#,
+    );
+    write(&pkg, "index.js", "module.exports = () => 'from init';");
+    let fun = root.path().join("fn");
+    write(
+        &fun,
+        "package.json",
+        r#"{"name":"fn","version":"1.0.0","dependencies":{"kipper-init-dep":"file:../localpkg"}}"#,
+    );
+    let handler = write(
+        &fun,
+        "index.js",
+        "const dep = require('kipper-init-dep');\nmodule.exports = () => dep();",
+    );
+    let cache = root.path().join("cache");
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kipper-shim"));
+        cmd.arg(&handler)
+            .env("KIPPER_MODE", "install")
+            .env("KIPPER_DEPS_CACHE", &cache)
+            .env("KIPPER_WORK_DIR", root.path().join("work"))
+            .env("KIPPER_LOG_FORMAT", "text")
+            .env("npm_config_offline", "true");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("dependencies installed"), "{log}");
+
+    let env = [
+        ("KIPPER_DEPS_CACHE", cache.to_str().unwrap()),
+        ("npm_config_offline", "true"),
+    ];
+    let shim = Shim::start(&handler, &env);
+    assert_eq!(shim.get("/").text(), "from init", "{}", shim.logs());
+    assert!(
+        shim.logs().contains("found in the cache"),
+        "{}",
+        shim.logs()
+    );
+    assert!(
+        !shim.logs().contains("installing dependencies"),
+        "{}",
+        shim.logs()
+    );
+    drop(shim);
+
+    // A failed install is exit code 1 with the installer's reason in the log.
+    write(
+        &fun,
+        "package.json",
+        r#"{"name":"fn","version":"1.0.0","dependencies":{"kipper-init-dep":"file:../no-such"}}"#,
+    );
+    let out = run(&[]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("npm install"), "{log}");
 }

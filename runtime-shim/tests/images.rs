@@ -217,3 +217,104 @@ fn runtime_images_default_to_the_contract_paths() {
         );
     }
 }
+
+/// `key = "value"` of the workspace manifest's `[workspace.package]` (or `[workspace]`).
+fn workspace_value(key: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("Cargo.toml declares no {key}"))
+}
+
+fn workspace_members() -> Vec<String> {
+    let members = workspace_value("members");
+    members
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// `major.minor` of a version such as `1.89`, `1.89.0` or `22.12.0`.
+fn major_minor(version: &str) -> (u32, u32) {
+    let mut parts = version
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(u32::MAX));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// The image references of every `FROM` of a Dockerfile, in order.
+fn bases(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("images").join(file)).unwrap();
+    instructions(&text)
+        .into_iter()
+        .filter(|(op, _)| op == "FROM")
+        .map(|(_, a)| a.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+/// `cargo build --locked` refuses a toolchain older than the workspace's `rust-version`
+/// (kube 5 needs 1.89), and `--locked` refuses a context missing a workspace member: the
+/// build stage must use exactly the declared toolchain and copy every member.
+#[test]
+fn build_stages_use_the_workspace_toolchain_and_copy_every_member() {
+    let rust_version = workspace_value("rust-version")
+        .trim_matches('"')
+        .to_string();
+    let members = workspace_members();
+    assert!(members.len() >= 4, "{members:?}");
+    for [image, file, ..] in documented() {
+        let from = &bases(&file)[0];
+        let tag = from
+            .strip_prefix("rust:")
+            .unwrap_or_else(|| panic!("{image}: the build stage is {from}, not rust:<version>"));
+        let version = tag.split('-').next().unwrap();
+        assert_eq!(
+            major_minor(version),
+            major_minor(&rust_version),
+            "{image}: the build stage's Rust {version} is not the workspace's rust-version {rust_version} \
+             (Cargo.toml); change both together"
+        );
+        let text = std::fs::read_to_string(repo().join("images").join(&file)).unwrap();
+        let copied: Vec<String> = instructions(&text)
+            .into_iter()
+            .filter(|(op, a)| op == "COPY" && !a.starts_with("--from"))
+            .flat_map(|(_, a)| {
+                let parts: Vec<String> = a.split_whitespace().map(str::to_string).collect();
+                parts[..parts.len() - 1].to_vec()
+            })
+            .collect();
+        for member in &members {
+            assert!(
+                copied.iter().any(|c| c.trim_end_matches('/') == member),
+                "{image}: workspace member {member} is not copied into the build stage \
+                 (cargo build --locked needs every member)"
+            );
+        }
+    }
+}
+
+/// The runtimes the Functions page promises: Node 22 and Python 3.12.
+#[test]
+fn runtime_images_run_the_seed_runtimes() {
+    for (file, name, want) in [
+        ("kipper-runtime-node.Dockerfile", "node", (22, u32::MAX)),
+        ("kipper-runtime-python.Dockerfile", "python", (3, 12)),
+    ] {
+        let last = bases(file).last().unwrap().clone();
+        let tag = last.strip_prefix(&format!("{name}:")).unwrap_or_else(|| {
+            panic!("{file}: final base {last} is not the official {name} image")
+        });
+        let (major, minor) = major_minor(tag.split('-').next().unwrap());
+        assert_eq!(major, want.0, "{file}: {last}");
+        if want.1 != u32::MAX {
+            assert_eq!(minor, want.1, "{file}: {last}");
+        }
+        // A slim variant: the full images carry compilers and are ~5x larger.
+        assert!(tag.contains("slim"), "{file}: {last} is not a slim image");
+    }
+}

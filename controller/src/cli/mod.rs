@@ -147,6 +147,11 @@ pub struct CreateArgs {
     /// Seconds idle before scale-to-zero (default 300).
     #[arg(long, env = "KIP_IDLE_TIMEOUT")]
     pub idle_timeout: Option<u32>,
+    /// --image only: path of the image's health endpoint (GET, 2xx when it can serve), used by
+    /// the probes and kipper-poll; without it they check that the port accepts connections.
+    /// An empty value removes it.
+    #[arg(long, env = "KIP_HEALTH_PATH")]
+    pub health_path: Option<String>,
     /// Inline dependency name@version (repeatable).
     #[arg(long = "dependency", env = "KIP_DEPENDENCY", value_delimiter = ',', value_parser = create::dependency)]
     pub dependencies: Vec<(String, String)>,
@@ -173,6 +178,7 @@ pub struct CreateArgs {
 
 /// `kip function ...` commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per invocation; boxing buys nothing
 pub enum FunctionCommand {
     /// Create a function, or update the fields the flags name on an existing one.
     Create(Box<CreateArgs>),

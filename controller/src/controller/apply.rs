@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -78,6 +78,7 @@ async fn apply_deployment(client: &Client, namespace: &str, dep: &Deployment) ->
 pub async fn apply_object(client: &Client, namespace: &str, object: &Object) -> Result<()> {
     match object {
         Object::ConfigMap(o) => apply_one(client, namespace, o).await,
+        Object::PersistentVolumeClaim(o) => apply_one(client, namespace, o).await,
         Object::Deployment(o) => apply_deployment(client, namespace, o).await,
         Object::Service(o) => apply_one(client, namespace, o).await,
         Object::Ingress(o) => apply_one(client, namespace, o).await,
@@ -169,5 +170,7 @@ pub async fn prune(
     prune_kind::<Service>(client, namespace, s, &uid, &keep).await?;
     prune_kind::<Deployment>(client, namespace, s, &uid, &keep).await?;
     prune_kind::<ConfigMap>(client, namespace, s, &uid, &keep).await?;
+    // After the Deployment: a claim in use stays (protected) until its pods are gone.
+    prune_kind::<PersistentVolumeClaim>(client, namespace, s, &uid, &keep).await?;
     Ok(())
 }

@@ -41,6 +41,12 @@ pub struct FunctionSpec {
     #[serde(default = "default_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// Path of an `image`'s health endpoint (`GET`, 2xx when it can serve), e.g. `/health`.
+    /// When absent the probes and kipper-poll's readiness gate use a TCP check of `port`,
+    /// which a server that only knows `POST /event` passes. Inline code runs on the
+    /// runtime images, whose kipper-shim serves `/ready`: not allowed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
     /// Language runtime of inline code.
     #[serde(default)]
     pub runtime: Runtime,

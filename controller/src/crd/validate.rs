@@ -28,6 +28,24 @@ impl FunctionSpec {
             }
             _ => {}
         }
+        if let Some(path) = &self.health_path {
+            if self.image.is_none() {
+                return Err(Error::Invalid(
+                    "spec.healthPath applies to --image functions only: inline code runs on kipper-shim, whose /ready the probes use; remove --health-path"
+                        .into(),
+                ));
+            }
+            let ok = path.starts_with('/')
+                && path.len() <= 256
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '#'));
+            if !ok {
+                return Err(Error::Invalid(format!(
+                    "spec.healthPath {path:?} is not a URL path: use an absolute path such as /health"
+                )));
+            }
+        }
         if ADMIN_PORTS.contains(&self.port) {
             return Err(Error::Invalid(format!(
                 "spec.port {} is taken in the pod by the metrics of kipper-poll (9091) and kipper-shim (9092): use another --port, e.g. 8080",
@@ -278,6 +296,25 @@ mod tests {
                 .to_string()
                 .contains("cspAllowlist")
         );
+    }
+
+    #[test]
+    fn health_path_is_an_image_path() {
+        let mut s = spec();
+        s.health_path = Some("/healthz".into());
+        s.validate("f").unwrap();
+        s.health_path = Some("health".into());
+        assert!(s.validate("f").unwrap_err().to_string().contains("/health"));
+        s.health_path = Some("/a b".into());
+        assert!(s.validate("f").is_err());
+        s.health_path = Some("/health".into());
+        s.image = None;
+        s.source = Some(crate::crd::Source {
+            code: Some("module.exports = () => 1".into()),
+            ..Default::default()
+        });
+        let e = s.validate("f").unwrap_err().to_string();
+        assert!(e.contains("--image functions only"), "{e}");
     }
 
     #[test]

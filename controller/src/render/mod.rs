@@ -7,6 +7,7 @@
 
 mod batch;
 mod code;
+pub(crate) mod deps;
 pub(crate) mod env;
 mod http;
 mod object;
@@ -43,6 +44,30 @@ pub struct RenderSettings {
     pub interceptor_port: i32,
     /// IngressClass of public function routes.
     pub ingress_class: String,
+    /// The dependency cache volume (`<fn>-deps`) of functions that declare dependencies.
+    pub deps_cache: DepsCacheSettings,
+}
+
+/// The PersistentVolumeClaim that keeps installed dependencies across scale-to-zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DepsCacheSettings {
+    /// `ReadWriteOnce` (default: every storage class has it; the replicas of a function then
+    /// share its node) or `ReadWriteMany` (when the storage class supports it).
+    pub access_mode: String,
+    /// Requested size.
+    pub size: String,
+    /// StorageClass; `None` uses the cluster's default class.
+    pub storage_class: Option<String>,
+}
+
+impl Default for DepsCacheSettings {
+    fn default() -> Self {
+        Self {
+            access_mode: "ReadWriteOnce".into(),
+            size: "1Gi".into(),
+            storage_class: None,
+        }
+    }
 }
 
 impl Default for RenderSettings {
@@ -56,6 +81,7 @@ impl Default for RenderSettings {
             interceptor_host: "keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local".into(),
             interceptor_port: 8080,
             ingress_class: "traefik".into(),
+            deps_cache: DepsCacheSettings::default(),
         }
     }
 }
@@ -201,6 +227,9 @@ pub fn render(
 
     if let Some(cm) = code::config_map(&ctx) {
         out.objects.push(Object::ConfigMap(cm));
+    }
+    if let Some(claim) = deps::cache_claim(&ctx) {
+        out.objects.push(Object::PersistentVolumeClaim(claim));
     }
     if let Some(trigger) = spec.serving_trigger() {
         match pod::serving_pod(&ctx, &trigger, &mut out.problems) {

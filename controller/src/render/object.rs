@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 
@@ -16,6 +16,8 @@ use crate::addons::traefik::Middleware;
 pub enum Object {
     /// `<fn>-code`.
     ConfigMap(ConfigMap),
+    /// `<fn>-deps`: the dependency cache of inline code with dependencies.
+    PersistentVolumeClaim(PersistentVolumeClaim),
     /// `<fn>`.
     Deployment(Deployment),
     /// `<fn>` and `<fn>-proxy`.
@@ -41,6 +43,7 @@ impl Object {
     pub fn kind(&self) -> &'static str {
         match self {
             Object::ConfigMap(_) => "ConfigMap",
+            Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
             Object::Ingress(_) => "Ingress",
@@ -57,6 +60,7 @@ impl Object {
     pub fn name(&self) -> String {
         match self {
             Object::ConfigMap(o) => o.name_any(),
+            Object::PersistentVolumeClaim(o) => o.name_any(),
             Object::Deployment(o) => o.name_any(),
             Object::Service(o) => o.name_any(),
             Object::Ingress(o) => o.name_any(),
@@ -73,6 +77,7 @@ impl Object {
     pub fn to_value(&self) -> crate::Result<serde_json::Value> {
         Ok(match self {
             Object::ConfigMap(o) => serde_json::to_value(o)?,
+            Object::PersistentVolumeClaim(o) => serde_json::to_value(o)?,
             Object::Deployment(o) => serde_json::to_value(o)?,
             Object::Service(o) => serde_json::to_value(o)?,
             Object::Ingress(o) => serde_json::to_value(o)?,

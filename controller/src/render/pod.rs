@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, HTTPGetAction,
+    Capabilities, Container, ContainerPort, EnvFromSource, HTTPGetAction,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, TCPSocketAction,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::env::{binding_env, bindings_env, env, source_database};
-use super::{Ctx, Problem, code, condition};
+use super::{Ctx, Problem, code, condition, deps};
 use crate::crd::{FunctionSpec, Runtime, Trigger, TriggerType};
 use crate::facts::{ServiceKind, lookup};
 
@@ -35,7 +36,7 @@ fn quantity(s: &str) -> Quantity {
     Quantity(s.to_owned())
 }
 
-fn resources(requests: (&str, &str), limits: (&str, &str)) -> ResourceRequirements {
+pub(crate) fn resources(requests: (&str, &str), limits: (&str, &str)) -> ResourceRequirements {
     ResourceRequirements {
         requests: Some(BTreeMap::from([
             ("cpu".to_owned(), quantity(requests.0)),
@@ -49,7 +50,7 @@ fn resources(requests: (&str, &str), limits: (&str, &str)) -> ResourceRequiremen
     }
 }
 
-fn container_security() -> SecurityContext {
+pub(crate) fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         run_as_non_root: Some(true),
@@ -72,6 +73,67 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
         failure_threshold: Some(failures),
         timeout_seconds: Some(2),
         ..Default::default()
+    }
+}
+
+fn tcp_probe(period: i32, failures: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("http".to_owned()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    }
+}
+
+/// How the pod tells that the function can serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// Inline code on kipper-shim: `/ready` (handler loaded) and `/health` (alive).
+    Shim,
+    /// An image with a health endpoint (`spec.healthPath`): `GET` of it, 2xx.
+    Path(String),
+    /// An image without one: a TCP connect to the port. The seed's `--image` examples serve
+    /// only `POST /event`; an HTTP probe of any other path would keep them unready and unfed.
+    Tcp,
+}
+
+impl Health {
+    pub(crate) fn of(spec: &FunctionSpec) -> Self {
+        match (&spec.image, &spec.health_path) {
+            (None, _) => Health::Shim,
+            (Some(_), Some(path)) => Health::Path(path.clone()),
+            (Some(_), None) => Health::Tcp,
+        }
+    }
+
+    /// Gates traffic; polled every second so a cold start is seen as soon as it is over.
+    fn readiness(&self) -> Probe {
+        match self {
+            Health::Shim => http_probe("/ready", 1, 3),
+            Health::Path(path) => http_probe(path, 1, 3),
+            Health::Tcp => tcp_probe(1, 3),
+        }
+    }
+
+    fn liveness(&self) -> Probe {
+        match self {
+            Health::Shim => http_probe("/health", 10, 3),
+            Health::Path(path) => http_probe(path, 10, 3),
+            Health::Tcp => tcp_probe(10, 3),
+        }
+    }
+
+    /// kipper-poll's `KIPPER_TARGET_READY_URL`; `None` leaves it its TCP check.
+    fn ready_url(&self, port: i32) -> Option<String> {
+        match self {
+            Health::Shim => Some(format!("http://localhost:{port}/ready")),
+            Health::Path(path) => Some(format!("http://localhost:{port}{path}")),
+            Health::Tcp => None,
+        }
     }
 }
 
@@ -112,12 +174,13 @@ pub(crate) fn runtime_container(
 
     let mut mounts = Vec::new();
     if code::config_map(ctx).is_some() {
-        mounts.push(VolumeMount {
-            name: "code".to_owned(),
-            mount_path: "/app/function".to_owned(),
-            read_only: Some(true),
-            ..Default::default()
-        });
+        mounts.push(deps::code_mount());
+    }
+    if deps::declared(spec) {
+        // The init step installed into the cache; the shim finds it there and installs
+        // nothing (it would install itself only if the cache lost it meanwhile).
+        vars.push(env("KIPPER_DEPS_CACHE", deps::DEPS_CACHE_PATH));
+        mounts.push(deps::cache_mount());
     }
     for v in &spec.volumes {
         mounts.push(VolumeMount {
@@ -152,22 +215,10 @@ pub(crate) fn runtime_container(
             (&r.cpu_request, &r.memory_request),
             (&r.cpu_limit, &r.memory_limit),
         )),
-        // Readiness gates traffic; polled every second so a cold start is seen as soon as
-        // the handler is loaded.
-        readiness_probe: serving.then(|| http_probe(readiness_path(spec), 1, 3)),
-        liveness_probe: serving.then(|| http_probe("/health", 10, 3)),
+        readiness_probe: serving.then(|| Health::of(spec).readiness()),
+        liveness_probe: serving.then(|| Health::of(spec).liveness()),
         security_context: Some(container_security()),
         ..Default::default()
-    }
-}
-
-/// The path that says the handler can serve. The shim's `/ready` exists only in our
-/// runtime images: a user image is held to the upstream contract, `/health`.
-fn readiness_path(spec: &FunctionSpec) -> &'static str {
-    if spec.image.is_some() {
-        "/health"
-    } else {
-        "/ready"
     }
 }
 
@@ -217,16 +268,14 @@ fn poll_sidecar(
             format!("http://localhost:{port}/event"),
         ),
         env("KIPPER_FUNCTION_NAME", ctx.name.clone()),
-        // The sidecar claims nothing until the handler says it can serve, so no event is
-        // taken (and held) while dependencies install or the handler fails to load.
-        env(
-            "KIPPER_TARGET_READY_URL",
-            format!(
-                "http://localhost:{port}{}",
-                readiness_path(&ctx.function.spec)
-            ),
-        ),
     ];
+    // The sidecar claims nothing until the handler says it can serve, so no event is taken
+    // (and held) while the handler starts or after it failed to load. Without a ready URL it
+    // checks that the port accepts connections, which a custom image only serving
+    // POST /event passes.
+    if let Some(url) = Health::of(&ctx.function.spec).ready_url(port) {
+        vars.push(env("KIPPER_TARGET_READY_URL", url));
+    }
     let mut setting = |key: &str, var: &str| {
         if let Some(v) = trigger.get(key) {
             vars.push(env(var, v));
@@ -262,18 +311,14 @@ fn poll_sidecar(
     })
 }
 
-/// Volumes of the pod: code ConfigMap and Kipper volumes.
+/// Volumes of the pod: code ConfigMap, dependency cache and Kipper volumes.
 fn volumes(ctx: &Ctx<'_>) -> Option<Vec<Volume>> {
     let mut vols = Vec::new();
     if code::config_map(ctx).is_some() {
-        vols.push(Volume {
-            name: "code".to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: code::config_map_name(&ctx.name),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        vols.push(deps::code_volume(ctx));
+    }
+    if deps::declared(&ctx.function.spec) {
+        vols.push(deps::cache_volume(ctx));
     }
     for v in &ctx.function.spec.volumes {
         vols.push(Volume {
@@ -300,9 +345,20 @@ pub(crate) fn pod_spec(
     } else {
         HTTP_GRACE_SECONDS
     };
+    let runtime = runtime_container(ctx, mode, problems);
+    // The install runs first, so the sidecar (started next) waits for a runtime that will
+    // not install; both are init containers, started in this order.
+    let mut init = Vec::new();
+    if deps::declared(&ctx.function.spec) {
+        init.push(deps::install_container(
+            ctx,
+            runtime.image.clone().unwrap_or_default(),
+        ));
+    }
+    init.extend(sidecar);
     PodSpec {
-        init_containers: sidecar.map(|s| vec![s]),
-        containers: vec![runtime_container(ctx, mode, problems)],
+        init_containers: (!init.is_empty()).then_some(init),
+        containers: vec![runtime],
         volumes: volumes(ctx),
         termination_grace_period_seconds: Some(grace),
         restart_policy: matches!(mode, Mode::Batch(_)).then(|| "Never".to_owned()),

@@ -14,6 +14,17 @@ use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
+impl Closed {
+    /// The state's name on `/metrics` (`kipper_poll_gate_state{state=...}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Closed::Startup => "startup",
+            Closed::Refused => "refused",
+            Closed::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Why the gate is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -43,7 +54,7 @@ pub struct Gate {
 impl Gate {
     /// A gate closed until the first probe passes.
     pub fn new(metrics: Metrics) -> Self {
-        metrics.target_ready.set(0);
+        metrics.set_gate(Closed::Startup.label());
         Self {
             state: AtomicU8::new(Closed::Startup as u8),
             confirmed: AtomicBool::new(false),
@@ -77,7 +88,7 @@ impl Gate {
     /// Opens the gate and wakes the waiters.
     pub fn open(&self) {
         if self.state.swap(OPEN, Ordering::AcqRel) != OPEN {
-            self.metrics.target_ready.set(1);
+            self.metrics.set_gate("open");
             tracing::info!(message = "Target is ready; claiming resumes.");
             self.opened.notify_waiters();
         }
@@ -86,8 +97,11 @@ impl Gate {
     /// Closes the gate for `why`.
     pub fn close(&self, why: Closed) {
         self.confirmed.store(false, Ordering::Release);
-        if self.state.swap(why as u8, Ordering::AcqRel) == OPEN {
-            self.metrics.target_ready.set(0);
+        let was = self.state.swap(why as u8, Ordering::AcqRel);
+        if was != why as u8 {
+            self.metrics.set_gate(why.label());
+        }
+        if was == OPEN {
             tracing::warn!(message = "Target is not ready; claiming pauses.", reason = ?why);
         }
     }

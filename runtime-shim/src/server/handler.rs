@@ -114,12 +114,19 @@ pub fn readiness(pool: &Pool) -> Resp {
             "the handler is starting",
             Some(1),
         ),
-        crate::pool::State::Failed(m) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("the handler failed to load: {m}"),
-            Some(10),
-        ),
+        // The reason (a stack, file paths) was logged when the load failed; callers of a
+        // public port learn only that it failed.
+        crate::pool::State::Failed(_) => load_failed(),
     }
+}
+
+/// The one line every caller gets while the handler has failed to load. The reason
+/// stays in the log: a stack trace names files and lines an outsider has no business
+/// seeing, and the operator reads it with `kip function logs`.
+pub const LOAD_FAILED: &str = "the handler failed to load; the reason is in the function's log";
+
+fn load_failed() -> Resp {
+    error(StatusCode::SERVICE_UNAVAILABLE, LOAD_FAILED, Some(10))
 }
 
 /// `GET /health`: the process is alive (upstream answered exactly this).
@@ -162,12 +169,20 @@ async fn invoke(app: &App, req: Request<Incoming>) -> Resp {
     }
     match app.gate.admit().await {
         Admission::Ready => {}
-        Admission::Failed(m) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("the handler failed to load: {m}"),
-                Some(10),
+        Admission::Failed(reason) => {
+            let request_id = app.request_id(&req);
+            tracing::error!(
+                message = "answered 503: the handler failed to load",
+                request_id,
+                method = %req.method(),
+                path = req.uri().path(),
+                error = %reason
             );
+            let mut resp = load_failed();
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+            }
+            return resp;
         }
         Admission::Overflow => {
             return error(
@@ -354,5 +369,11 @@ mod tests {
         let resp = error(StatusCode::SERVICE_UNAVAILABLE, "say \"hi\"", Some(3));
         assert_eq!(resp.headers()[RETRY_AFTER], "3");
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn the_load_failure_line_is_one_line_without_paths() {
+        assert!(!LOAD_FAILED.contains('\n'));
+        assert!(!LOAD_FAILED.contains('/'));
     }
 }

@@ -317,3 +317,31 @@ pub fn batch(handler: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The exact body of every answer while the handler has failed to load.
+pub const LOAD_FAILED_BODY: &str =
+    r#"{"error":"the handler failed to load; the reason is in the function's log"}"#;
+
+/// A load failure's answer tells the caller one line, and the log holds the reason
+/// (`needle`) beside the request's id.
+pub fn assert_private_load_failure(shim: &Shim, r: &Resp, needle: &str) {
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.text(), LOAD_FAILED_BODY, "no stack, no paths, no reason");
+    assert!(r.header("retry-after").is_some());
+    let id = r
+        .header("x-request-id")
+        .expect("a request id to find the log line");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = shim.logs();
+        // The reason may span lines (a stack); it follows the request id.
+        if logs.find(id).is_some_and(|at| logs[at..].contains(needle)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with request id {id} and {needle:?}:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

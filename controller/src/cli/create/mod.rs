@@ -85,6 +85,8 @@ pub fn build_spec(
     }
     if let Some(code) = code {
         spec.image = None;
+        // Inline code runs on kipper-shim, whose /ready the probes use.
+        spec.health_path = None;
         let source = spec.source.get_or_insert_with(Source::default);
         source.code = Some(code);
     }
@@ -102,6 +104,9 @@ pub fn build_spec(
     }
     if let Some(port) = args.port {
         spec.port = i32::from(port);
+    }
+    if let Some(path) = &args.health_path {
+        spec.health_path = Some(path.clone()).filter(|p| !p.is_empty());
     }
     if let Some(idle) = args.idle_timeout {
         spec.idle_timeout = Some(i32::try_from(idle).map_err(|_| {

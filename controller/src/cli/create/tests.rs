@@ -264,3 +264,19 @@ fn the_schedule_preview_describes_and_lists_five_runs() {
     assert_eq!(runs.len(), 5, "{p}");
     assert!(runs.iter().all(|l| l.contains(" 02:00 UTC (")), "{p}");
 }
+
+#[test]
+fn health_path_is_set_kept_and_cleared() {
+    let a = parse(&["f", "--image", "img:1", "--health-path", "/healthz"]);
+    let s = build_spec(None, &a, None).unwrap();
+    assert_eq!(s.health_path.as_deref(), Some("/healthz"));
+    // An update that does not name it keeps it; an empty value removes it.
+    let kept = build_spec(Some(s.clone()), &parse(&["f", "--port", "9000"]), None).unwrap();
+    assert_eq!(kept.health_path.as_deref(), Some("/healthz"));
+    let cleared = build_spec(Some(s.clone()), &parse(&["f", "--health-path", ""]), None).unwrap();
+    assert_eq!(cleared.health_path, None);
+    // Switching to inline code drops it: kipper-shim's /ready is the health then.
+    let code = parse(&["f", "--code-file", "x.js", "--runtime", "node"]);
+    let inline = build_spec(Some(s), &code, Some("module.exports = () => 1".into())).unwrap();
+    assert_eq!(inline.health_path, None);
+}
