@@ -7,7 +7,7 @@ const util = require('util');
 const { pathToFileURL } = require('url');
 const { AsyncLocalStorage } = require('async_hooks');
 
-const INVOKE = 1, RESULT = 2, LOG = 4, READY = 10, LOAD_FAILED = 11;
+const INVOKE = 1, RESULT = 2, LOG = 4, PING = 5, PONG = 6, READY = 10, LOAD_FAILED = 11;
 const FLAG_EVENT = 1, FLAG_BATCH = 2;
 const CT_NONE = 0, CT_JSON = 1, CT_TEXT = 2, CT_OCTET = 3;
 const FN_PATH = process.env.KIPPER_FUNCTION_PATH;
@@ -148,6 +148,7 @@ function parseQuery(q) {
 }
 
 let handler = null;
+const EMPTY = Buffer.alloc(0);
 
 function invoke(buf, pos, id) {
   const flags = buf[pos], bodyKind = buf[pos + 1];
@@ -206,7 +207,10 @@ function onData(chunk) {
     const len = buf.readUInt32LE(pos);
     const end = pos + 4 + len;
     if (end > n) break;
-    if (buf[pos + 4] === INVOKE) invoke(buf, pos + 9, buf.readUInt32LE(pos + 5));
+    const kind = buf[pos + 4];
+    if (kind === INVOKE) invoke(buf, pos + 9, buf.readUInt32LE(pos + 5));
+    // Answered from the event loop: no answer means a handler is blocking it.
+    else if (kind === PING) emit(frame(PONG, buf.readUInt32LE(pos + 5), EMPTY));
     pos = end;
   }
   need = 9;

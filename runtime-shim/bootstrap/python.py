@@ -3,8 +3,10 @@
 # then answers framed INVOKE messages (see runtime-shim/src/protocol.rs).
 #
 # Speed matters here: a sync handler is served by one tight loop that reads every
-# complete frame of a recv(), invokes the handler, and sends all the answers with
-# one sendall(); JSON is decoded only when the request says the body is JSON.
+# complete frame of a recv(), invokes the handler, and sends the answers of fast
+# invocations with one sendall(); an answer is never held back behind a slow
+# invocation (see serve_sync). JSON is decoded only when the request says the
+# body is JSON.
 # Only what every request needs is imported up front: asyncio, inspect,
 # traceback and urllib.parse cost tens of milliseconds of cold start, so they
 # are imported when a handler first needs them.
@@ -16,8 +18,9 @@ import socket
 import struct
 import sys
 import threading
+import time
 
-INVOKE, RESULT, LOG, READY, LOAD_FAILED = 1, 2, 4, 10, 11
+INVOKE, RESULT, LOG, PING, PONG, READY, LOAD_FAILED = 1, 2, 4, 5, 6, 10, 11
 FLAG_EVENT, FLAG_BATCH = 1, 2
 CT_NONE, CT_JSON, CT_TEXT, CT_OCTET = 0, 1, 2, 3
 FN_PATH = os.environ["KIPPER_FUNCTION_PATH"]
@@ -196,13 +199,20 @@ def decode(buf, pos, rid):
     return (event, context), flags
 
 
+# Answers wait to share a sendall() only while their batch is younger than this:
+# past it, what is finished is sent before the next invocation starts.
+FLUSH_AFTER = 0.0005
+
+
 def serve_sync(fn):
-    """One invocation at a time, many frames per recv and one sendall per batch."""
+    """One invocation at a time, many frames per recv; answers are sent together
+    while they come fast, and as each finishes once a handler takes longer."""
     loop = None
     buf = b""
     recv = sock.recv
     unpack_hdr = HDR.unpack_from
     set_current = current.set
+    clock = time.perf_counter
     while True:
         data = recv(1 << 20)
         if not data:
@@ -211,6 +221,7 @@ def serve_sync(fn):
         n = len(buf)
         pos = 0
         out = []
+        since = clock()
         while n - pos >= 9:
             ln, kind, rid = unpack_hdr(buf, pos)
             end = pos + 4 + ln
@@ -235,6 +246,13 @@ def serve_sync(fn):
                     except Exception as e:
                         out.append(failure(rid, e, batch))
                     set_current(0)
+                    if clock() - since > FLUSH_AFTER:
+                        send(out[0] if len(out) == 1 else b"".join(out))
+                        out = []
+                        since = clock()
+            elif kind == PING:
+                # Answered by the loop that runs handlers: a blocked handler blocks it.
+                out.append(HDR.pack(5, PONG, rid))
             pos = end
         buf = buf[pos:] if pos < n else b""
         if out:
@@ -302,6 +320,8 @@ async def serve_async(fn):
                     t = asyncio.ensure_future(run(rid, args, flags & FLAG_BATCH))
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
+            elif kind == PING:
+                _send_async(HDR.pack(5, PONG, rid))
             pos = end
         buf = buf[pos:] if pos < n else b""
 
@@ -373,9 +393,12 @@ except BaseException as e:  # SyntaxError, ImportError, SystemExit at import: al
     sock.close()
     os._exit(0)
 ARITY = arity(FN)
-sock.sendall(HDR.pack(5, READY, 0))
+ASYNC = is_async(FN)
+# READY_SERIAL (1): a sync handler runs one invocation at a time and may block,
+# so the shim sends this worker one invocation at a time.
+sock.sendall(HDR.pack(5, READY, 0) if ASYNC else HDR.pack(6, READY, 0) + b"\x01")
 try:
-    if is_async(FN):
+    if ASYNC:
         import asyncio
 
         asyncio.run(serve_async(FN))
