@@ -3,11 +3,12 @@
 // then answers framed INVOKE messages (see runtime-shim/src/protocol.rs).
 'use strict';
 const net = require('net');
+const fs = require('fs');
 const util = require('util');
 const { pathToFileURL } = require('url');
 const { AsyncLocalStorage } = require('async_hooks');
 
-const INVOKE = 1, RESULT = 2, LOG = 4, PING = 5, PONG = 6, READY = 10, LOAD_FAILED = 11;
+const INVOKE = 1, RESULT = 2, LOG = 4, PING = 5, PONG = 6, UNSTARTED = 7, READY = 10, LOAD_FAILED = 11;
 const FLAG_EVENT = 1, FLAG_BATCH = 2;
 const CT_NONE = 0, CT_JSON = 1, CT_TEXT = 2, CT_OCTET = 3;
 const FN_PATH = process.env.KIPPER_FUNCTION_PATH;
@@ -194,6 +195,9 @@ function invoke(buf, pos, id) {
 let parts = [];
 let partsLen = 0;
 let need = 9;
+// While a chunk's frames are being invoked: the chunk, where its next frame
+// starts and where its complete frames end (see the 'exit' handler below).
+let curBuf = null, curNext = 0, curEnd = 0;
 function onData(chunk) {
   parts.push(chunk);
   partsLen += chunk.length;
@@ -208,11 +212,13 @@ function onData(chunk) {
     const end = pos + 4 + len;
     if (end > n) break;
     const kind = buf[pos + 4];
+    curBuf = buf; curNext = end; curEnd = n;
     if (kind === INVOKE) invoke(buf, pos + 9, buf.readUInt32LE(pos + 5));
     // Answered from the event loop: no answer means a handler is blocking it.
     else if (kind === PING) emit(frame(PONG, buf.readUInt32LE(pos + 5), EMPTY));
     pos = end;
   }
+  curBuf = null;
   need = 9;
   if (pos < n) {
     const rest = buf.subarray(pos);
@@ -291,6 +297,20 @@ sock.on('connect', () => {
     const msg = e instanceof Error ? (e.stack || e.message) : util.inspect(e);
     sock.end(frame(LOAD_FAILED, 0, Buffer.from(msg, 'utf8')));
   });
+});
+// A handler called process.exit(): before the process goes, send what has
+// finished (answers wait in `out` for the next turn of the event loop) and
+// hand back the invocations of the current chunk that never started, so the
+// shim sends them to another worker instead of failing them with this one.
+process.on('exit', () => {
+  for (let p = curNext; curBuf !== null && curEnd - p >= 9;) {
+    const e = p + 4 + curBuf.readUInt32LE(p);
+    if (e > curEnd) break;
+    if (curBuf[p + 4] === INVOKE) out.push(frame(UNSTARTED, curBuf.readUInt32LE(p + 5), EMPTY));
+    p = e;
+  }
+  if (out.length === 0) return;
+  try { fs.writeSync(sock._handle.fd, Buffer.concat(out)); } catch (e) { /* the shim is gone */ }
 });
 // The shim closed the socket (shutdown, or it died): exit with it.
 sock.on('close', () => process.exit(0));

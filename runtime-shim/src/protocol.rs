@@ -13,6 +13,7 @@
 //! | 4 `LOG` | worker -> shim | `u8 stream` (1 stdout, 2 stderr, 3 the stack of a thrown exception), text; `id` is the invocation's, 0 when none |
 //! | 5 `PING` | shim -> worker | none; answered by a `PONG` with the same id from the loop that runs handlers, so a missing answer means that loop is stuck |
 //! | 6 `PONG` | worker -> shim | none |
+//! | 7 `UNSTARTED` | worker -> shim | none; the worker is exiting (the handler called `process.exit`) and never started invocation `id`: the shim sends it to another worker |
 //! | 10 `READY` | worker -> shim | the handler loaded; optional `u8 flags`: 1 = the worker runs one invocation at a time (a sync python handler), so the shim sends it one at a time |
 //! | 11 `LOAD_FAILED` | worker -> shim | the error message and stack |
 //!
@@ -32,6 +33,8 @@ pub const LOG: u8 = 4;
 pub const PING: u8 = 5;
 /// Frame kind: worker -> shim, the answer to a `PING`.
 pub const PONG: u8 = 6;
+/// Frame kind: worker -> shim, "I am exiting and never started this invocation".
+pub const UNSTARTED: u8 = 7;
 /// Frame kind: worker -> shim, the handler loaded.
 pub const READY: u8 = 10;
 /// `READY` flag: the worker runs one invocation at a time.
@@ -184,6 +187,8 @@ pub enum Frame {
     },
     /// The answer to the `PING` with this id.
     Pong(u32),
+    /// The worker is exiting and never started this invocation.
+    Unstarted(u32),
     /// The handler loaded.
     Ready {
         /// It runs one invocation at a time: a blocking handler would hold
@@ -272,6 +277,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>> {
             }
         }
         PONG => Frame::Pong(id),
+        UNSTARTED => Frame::Unstarted(id),
         READY => Frame::Ready {
             serial: frame.first() == Some(&READY_SERIAL),
         },

@@ -349,3 +349,40 @@ fn a_python_worker_writes_each_answer_when_it_is_finished() {
         );
     }
 }
+
+/// A node handler that calls `process.exit` in the middle of a pipelined
+/// batch: the invocations that finished before it are still answered, those
+/// it never started go to the new worker, and only the exiting one fails.
+#[test]
+fn process_exit_in_node_fails_only_its_own_invocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = write(
+        dir.path(),
+        "index.js",
+        "module.exports = (e, c) => { if (c.path === '/crash') process.exit(1); return 'ok'; };",
+    );
+    let shim = Shim::start(&handler, &[]);
+    let port = shim.port;
+    let threads: Vec<_> = (0..32)
+        .map(|t| {
+            std::thread::spawn(move || {
+                (0..30)
+                    .map(|i| {
+                        let path = if t == 7 && i == 15 { "/crash" } else { "/" };
+                        (path, request(port, "GET", path, &[], b"").status)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(p, s)| *p == "/" && *s != 200)
+        .collect();
+    assert!(results.contains(&("/crash", 502)), "{results:?}");
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+}

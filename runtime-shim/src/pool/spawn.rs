@@ -129,7 +129,7 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
                     Frame::Ready { serial } => return Ok(serial),
                     Frame::LoadFailed(msg) => return Err(StartError::LoadFailed(msg)),
                     Frame::Log { stream, text, .. } => log_handler_line(slot, "", stream, &text),
-                    Frame::Pong(_) => {}
+                    Frame::Pong(_) | Frame::Unstarted(_) => {}
                     Frame::Result(_) => {
                         return Err(StartError::Other(Error::Protocol(
                             "RESULT before READY".into(),

@@ -412,6 +412,15 @@ async fn read_loop(worker: Arc<Worker>, mut read: OwnedReadHalf, mut buf: BytesM
                         let _ = p.tx.send(Delivery::Reply(reply));
                     }
                 }
+                Ok(Some(Frame::Unstarted(id))) => {
+                    // The worker is exiting: nothing more may be written to
+                    // it, or the request handed back would come back to it.
+                    worker.mark_dead();
+                    // Never run: as safe to send elsewhere as an unwritten one.
+                    if let Some(p) = worker.take_pending(id) {
+                        let _ = p.tx.send(Delivery::NotSent);
+                    }
+                }
                 Ok(Some(Frame::Pong(id))) => {
                     worker.last_pong.fetch_max(id, Ordering::AcqRel);
                     worker.pong.notify_waiters();
