@@ -149,6 +149,8 @@ function parseQuery(q) {
 }
 
 let handler = null;
+// How long an exiting worker waits for the shim to stop writing to it.
+const EXIT_DRAIN_MS = 5;
 const EMPTY = Buffer.alloc(0);
 
 function invoke(buf, pos, id) {
@@ -300,17 +302,34 @@ sock.on('connect', () => {
 });
 // A handler called process.exit(): before the process goes, send what has
 // finished (answers wait in `out` for the next turn of the event loop) and
-// hand back the invocations of the current chunk that never started, so the
-// shim sends them to another worker instead of failing them with this one.
+// hand back every invocation written to this worker that it never started
+// (the rest of the current chunk, and what waits unread in the socket), so
+// the shim sends them to another worker instead of failing them with this one.
 process.on('exit', () => {
-  for (let p = curNext; curBuf !== null && curEnd - p >= 9;) {
-    const e = p + 4 + curBuf.readUInt32LE(p);
-    if (e > curEnd) break;
-    if (curBuf[p + 4] === INVOKE) out.push(frame(UNSTARTED, curBuf.readUInt32LE(p + 5), EMPTY));
+  const fd = sock._handle && sock._handle.fd;
+  if (typeof fd !== 'number' || fd < 0) return;
+  // First say so (UNSTARTED with id 0): the shim stops writing to this worker.
+  // What it wrote before reading that is drained below, after a short wait.
+  try { fs.writeSync(fd, frame(UNSTARTED, 0, EMPTY)); } catch (e) { return; }
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, EXIT_DRAIN_MS);
+  const rest = curBuf !== null ? [curBuf.subarray(curNext)] : parts.slice();
+  try {
+    for (;;) {
+      const b = Buffer.allocUnsafe(1 << 16);
+      const got = fs.readSync(fd, b, 0, b.length, null);
+      if (got <= 0) break;
+      rest.push(b.subarray(0, got));
+    }
+  } catch (e) { /* EAGAIN: nothing more is waiting */ }
+  const buf = Buffer.concat(rest);
+  for (let p = 0; buf.length - p >= 9;) {
+    const e = p + 4 + buf.readUInt32LE(p);
+    if (e > buf.length) break;
+    if (buf[p + 4] === INVOKE) out.push(frame(UNSTARTED, buf.readUInt32LE(p + 5), EMPTY));
     p = e;
   }
   if (out.length === 0) return;
-  try { fs.writeSync(sock._handle.fd, Buffer.concat(out)); } catch (e) { /* the shim is gone */ }
+  try { fs.writeSync(fd, Buffer.concat(out)); } catch (e) { /* the shim is gone */ }
 });
 // The shim closed the socket (shutdown, or it died): exit with it.
 sock.on('close', () => process.exit(0));

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-INVOKE, RESULT, LOG, PING, PONG, READY, LOAD_FAILED = 1, 2, 4, 5, 6, 10, 11
+INVOKE, RESULT, LOG, PING, PONG, UNSTARTED, READY, LOAD_FAILED = 1, 2, 4, 5, 6, 7, 10, 11
 FLAG_EVENT, FLAG_BATCH = 1, 2
 CT_NONE, CT_JSON, CT_TEXT, CT_OCTET = 0, 1, 2, 3
 FN_PATH = os.environ["KIPPER_FUNCTION_PATH"]
@@ -33,6 +33,8 @@ LOGH = struct.Struct("<IBIB")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
 
+# The real os._exit: serve_sync replaces os._exit for handlers (see there).
+_exit = os._exit
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect(os.environ["KIPPER_SHIM_SOCKET"])
 send_lock = threading.Lock()
@@ -213,6 +215,45 @@ def serve_sync(fn):
     unpack_hdr = HDR.unpack_from
     set_current = current.set
     clock = time.perf_counter
+    out = []
+    end = 0
+
+    def exiting(code=0):
+        """A handler ends the process (os._exit, sys.exit): first send the
+        answers already finished, and hand back every invocation written to
+        this worker that it never started (the rest of this batch and what
+        waits unread in the socket), so the shim sends those elsewhere."""
+        rest = buf[end:]
+        try:
+            # First say so (UNSTARTED with id 0): the shim stops writing to
+            # this worker; what it wrote before reading that is drained below.
+            sock.sendall(HDR.pack(5, UNSTARTED, 0))
+            time.sleep(0.005)
+            sock.setblocking(False)
+            while True:
+                more = sock.recv(1 << 20)
+                if not more:
+                    break
+                rest += more
+        except OSError:
+            pass
+        frames = list(out)
+        p = 0
+        while len(rest) - p >= 9:
+            ln, kind, rid = unpack_hdr(rest, p)
+            if p + 4 + ln > len(rest):
+                break
+            if kind == INVOKE:
+                frames.append(HDR.pack(5, UNSTARTED, rid))
+            p += 4 + ln
+        try:
+            sock.setblocking(True)
+            sock.sendall(b"".join(frames))
+        except OSError:
+            pass
+        _exit(code)
+
+    os._exit = exiting
     while True:
         data = recv(1 << 20)
         if not data:
@@ -245,6 +286,9 @@ def serve_sync(fn):
                         out.append(batch_result(rid, v) if batch else map_result(rid, v))
                     except Exception as e:
                         out.append(failure(rid, e, batch))
+                    except SystemExit as e:
+                        sys.stderr.flush()
+                        exiting(e.code if type(e.code) is int else 0 if e.code is None else 1)
                     set_current(0)
                     if clock() - since > FLUSH_AFTER:
                         send(out[0] if len(out) == 1 else b"".join(out))
@@ -391,11 +435,11 @@ except BaseException as e:  # SyntaxError, ImportError, SystemExit at import: al
     msg = "".join(traceback.format_exception(e)).encode("utf-8", "replace")
     sock.sendall(HDR.pack(5 + len(msg), LOAD_FAILED, 0) + msg)
     sock.close()
-    os._exit(0)
+    _exit(0)
 ARITY = arity(FN)
 ASYNC = is_async(FN)
-# READY_SERIAL (1): a sync handler runs one invocation at a time and may block,
-# so the shim sends this worker one invocation at a time.
+# READY_SERIAL (1): a sync handler runs invocations one at a time, in order,
+# and may block: the shim queues more behind it only while it keeps answering.
 sock.sendall(HDR.pack(5, READY, 0) if ASYNC else HDR.pack(6, READY, 0) + b"\x01")
 try:
     if ASYNC:
@@ -406,4 +450,4 @@ try:
         serve_sync(FN)
 except (ConnectionError, OSError):
     pass
-os._exit(0)
+_exit(0)

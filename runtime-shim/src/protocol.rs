@@ -13,7 +13,7 @@
 //! | 4 `LOG` | worker -> shim | `u8 stream` (1 stdout, 2 stderr, 3 the stack of a thrown exception), text; `id` is the invocation's, 0 when none |
 //! | 5 `PING` | shim -> worker | none; answered by a `PONG` with the same id from the loop that runs handlers, so a missing answer means that loop is stuck |
 //! | 6 `PONG` | worker -> shim | none |
-//! | 7 `UNSTARTED` | worker -> shim | none; the worker is exiting (the handler called `process.exit`) and never started invocation `id`: the shim sends it to another worker |
+//! | 7 `UNSTARTED` | worker -> shim | none; the worker is exiting (a handler called `process.exit` / `os._exit` / `sys.exit`) and never started invocation `id`: the shim sends it to another worker. Id 0 comes first and only says "exiting": the shim stops writing to the worker, which then drains what was written |
 //! | 10 `READY` | worker -> shim | the handler loaded; optional `u8 flags`: 1 = the worker runs one invocation at a time (a sync python handler), so the shim sends it one at a time |
 //! | 11 `LOAD_FAILED` | worker -> shim | the error message and stack |
 //!

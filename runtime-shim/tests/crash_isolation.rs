@@ -350,39 +350,65 @@ fn a_python_worker_writes_each_answer_when_it_is_finished() {
     }
 }
 
-/// A node handler that calls `process.exit` in the middle of a pipelined
-/// batch: the invocations that finished before it are still answered, those
-/// it never started go to the new worker, and only the exiting one fails.
+/// A handler that ends its process (`process.exit`, `os._exit`, `sys.exit`)
+/// in the middle of a pipelined batch: the invocations that finished before
+/// it are still answered, those it never started go to the new worker, and
+/// only the exiting one fails.
 #[test]
-fn process_exit_in_node_fails_only_its_own_invocation() {
+fn a_handler_exiting_its_process_fails_only_its_own_invocation() {
     let dir = tempfile::tempdir().unwrap();
-    let handler = write(
-        dir.path(),
-        "index.js",
-        "module.exports = (e, c) => { if (c.path === '/crash') process.exit(1); return 'ok'; };",
-    );
-    let shim = Shim::start(&handler, &[]);
-    let port = shim.port;
-    let threads: Vec<_> = (0..32)
-        .map(|t| {
-            std::thread::spawn(move || {
-                (0..30)
-                    .map(|i| {
-                        let path = if t == 7 && i == 15 { "/crash" } else { "/" };
-                        (path, request(port, "GET", path, &[], b"").status)
-                    })
-                    .collect::<Vec<_>>()
+    let handlers = [
+        write(
+            dir.path(),
+            "index.js",
+            "module.exports = (e, c) => { if (c.path === '/crash') process.exit(1); return 'ok'; };",
+        ),
+        write(
+            dir.path(),
+            "os_exit/handler.py",
+            "import os\ndef handler(event, context):\n    if context['path'] == '/crash':\n        os._exit(1)\n    return 'ok'\n",
+        ),
+        write(
+            dir.path(),
+            "sys_exit/handler.py",
+            "import sys\ndef handler(event, context):\n    if context['path'] == '/crash':\n        sys.exit(1)\n    return 'ok'\n",
+        ),
+    ];
+    for handler in handlers {
+        let shim = Shim::start(&handler, &[]);
+        let port = shim.port;
+        let threads: Vec<_> = (0..32)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    (0..30)
+                        .map(|i| {
+                            let path = if t == 7 && i == 15 { "/crash" } else { "/" };
+                            (path, request(port, "GET", path, &[], b"").status)
+                        })
+                        .collect::<Vec<_>>()
+                })
             })
-        })
-        .collect();
-    let results: Vec<_> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
-    let failed: Vec<_> = results
-        .iter()
-        .filter(|(p, s)| *p == "/" && *s != 200)
-        .collect();
-    assert!(results.contains(&("/crash", 502)), "{results:?}");
-    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let failed: Vec<_> = results
+            .iter()
+            .filter(|(p, s)| *p == "/" && *s != 200)
+            .collect();
+        let name = handler.display();
+        assert!(results.contains(&("/crash", 502)), "{name}: {results:?}");
+        assert!(
+            failed.is_empty(),
+            "{name}: {} failed: {failed:?}",
+            failed.len()
+        );
+        assert!(
+            shim.metrics()
+                .contains("kipper_shim_worker_restarts_total{reason=\"crash\"} 1"),
+            "{name}: {}",
+            shim.metrics()
+        );
+    }
 }

@@ -413,8 +413,9 @@ async fn read_loop(worker: Arc<Worker>, mut read: OwnedReadHalf, mut buf: BytesM
                     }
                 }
                 Ok(Some(Frame::Unstarted(id))) => {
-                    // The worker is exiting: nothing more may be written to
-                    // it, or the request handed back would come back to it.
+                    // The worker is exiting (id 0 says only that): nothing
+                    // more may be written to it, or a request handed back
+                    // would come back to it.
                     worker.mark_dead();
                     // Never run: as safe to send elsewhere as an unwritten one.
                     if let Some(p) = worker.take_pending(id) {
