@@ -412,3 +412,31 @@ fn a_handler_exiting_its_process_fails_only_its_own_invocation() {
         );
     }
 }
+
+/// An invocation abandoned after its timeout (a promise that never settles)
+/// does not keep its worker from serving while the pool takes one
+/// invocation per worker after a crash.
+#[test]
+fn a_promise_that_never_settles_does_not_block_its_worker_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = write(
+        dir.path(),
+        "index.js",
+        "module.exports = (e, c) => { if (c.path === '/crash') process.exit(1); if (c.path === '/never') return new Promise(() => {}); return 'ok'; };",
+    );
+    let shim = Shim::start(
+        &handler,
+        &[("KIPPER_TIMEOUT", "0.5"), ("KIPPER_HOLD_TIMEOUT", "3")],
+    );
+    assert_eq!(shim.get("/crash").status, 502);
+    assert!(shim.metrics().contains("kipper_shim_isolations_total 1"));
+    assert_eq!(shim.get("/never").status, 504);
+    for _ in 0..5 {
+        let r = shim.get("/");
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    }
+    assert!(
+        shim.metrics()
+            .contains("kipper_shim_worker_restarts_total{reason=\"timeout\"} 0")
+    );
+}

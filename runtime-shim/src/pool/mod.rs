@@ -187,7 +187,9 @@ impl Pool {
                     return Some(w.clone());
                 }
                 let takes_more = if isolated {
-                    false
+                    // Abandoned invocations of a worker that answered its
+                    // ping (a promise that never settles) block nothing.
+                    w.live() == 0
                 } else if w.serial {
                     // In order, one at a time: queue behind a worker only
                     // while it keeps answering, never behind a blocked handler.
