@@ -337,6 +337,7 @@ mod tests {
         wire.extend_from_slice(&[5, 0, 0, 0, READY, 0, 0, 0, 0]);
         wire.extend_from_slice(&[5, 0, 0, 0, PONG, 9, 0, 0, 0]);
         wire.extend_from_slice(&[6, 0, 0, 0, READY, 0, 0, 0, 0, READY_SERIAL]);
+        wire.extend_from_slice(&[5, 0, 0, 0, UNSTARTED, 4, 1, 0, 0]);
         for cut in 0..wire.len() {
             let mut buf = BytesMut::from(&wire[..cut]);
             let mut frames = Vec::new();
@@ -347,7 +348,7 @@ mod tests {
             while let Some(f) = decode(&mut buf).unwrap() {
                 frames.push(f);
             }
-            assert_eq!(frames.len(), 4, "cut at {cut}");
+            assert_eq!(frames.len(), 5, "cut at {cut}");
             let Frame::Result(reply) = &frames[0] else {
                 panic!("{frames:?}")
             };
@@ -363,7 +364,15 @@ mod tests {
             assert_eq!(frames[1], Frame::Ready { serial: false });
             assert_eq!(frames[2], Frame::Pong(9));
             assert_eq!(frames[3], Frame::Ready { serial: true });
+            assert_eq!(frames[4], Frame::Unstarted(260));
         }
+    }
+
+    #[test]
+    fn ping_layout() {
+        let mut out = Vec::new();
+        encode_ping(7, &mut out);
+        assert_eq!(out, [5, 0, 0, 0, PING, 7, 0, 0, 0]);
     }
 
     #[test]
