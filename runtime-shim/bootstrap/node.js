@@ -3,11 +3,12 @@
 // then answers framed INVOKE messages (see runtime-shim/src/protocol.rs).
 'use strict';
 const net = require('net');
+const fs = require('fs');
 const util = require('util');
 const { pathToFileURL } = require('url');
 const { AsyncLocalStorage } = require('async_hooks');
 
-const INVOKE = 1, RESULT = 2, LOG = 4, READY = 10, LOAD_FAILED = 11;
+const INVOKE = 1, RESULT = 2, LOG = 4, PING = 5, PONG = 6, UNSTARTED = 7, READY = 10, LOAD_FAILED = 11;
 const FLAG_EVENT = 1, FLAG_BATCH = 2;
 const CT_NONE = 0, CT_JSON = 1, CT_TEXT = 2, CT_OCTET = 3;
 const FN_PATH = process.env.KIPPER_FUNCTION_PATH;
@@ -148,6 +149,9 @@ function parseQuery(q) {
 }
 
 let handler = null;
+// How long an exiting worker waits for the shim to stop writing to it.
+const EXIT_DRAIN_MS = 5;
+const EMPTY = Buffer.alloc(0);
 
 function invoke(buf, pos, id) {
   const flags = buf[pos], bodyKind = buf[pos + 1];
@@ -193,6 +197,9 @@ function invoke(buf, pos, id) {
 let parts = [];
 let partsLen = 0;
 let need = 9;
+// While a chunk's frames are being invoked: the chunk, where its next frame
+// starts and where its complete frames end (see the 'exit' handler below).
+let curBuf = null, curNext = 0, curEnd = 0;
 function onData(chunk) {
   parts.push(chunk);
   partsLen += chunk.length;
@@ -206,9 +213,14 @@ function onData(chunk) {
     const len = buf.readUInt32LE(pos);
     const end = pos + 4 + len;
     if (end > n) break;
-    if (buf[pos + 4] === INVOKE) invoke(buf, pos + 9, buf.readUInt32LE(pos + 5));
+    const kind = buf[pos + 4];
+    curBuf = buf; curNext = end; curEnd = n;
+    if (kind === INVOKE) invoke(buf, pos + 9, buf.readUInt32LE(pos + 5));
+    // Answered from the event loop: no answer means a handler is blocking it.
+    else if (kind === PING) emit(frame(PONG, buf.readUInt32LE(pos + 5), EMPTY));
     pos = end;
   }
+  curBuf = null;
   need = 9;
   if (pos < n) {
     const rest = buf.subarray(pos);
@@ -287,6 +299,37 @@ sock.on('connect', () => {
     const msg = e instanceof Error ? (e.stack || e.message) : util.inspect(e);
     sock.end(frame(LOAD_FAILED, 0, Buffer.from(msg, 'utf8')));
   });
+});
+// A handler called process.exit(): before the process goes, send what has
+// finished (answers wait in `out` for the next turn of the event loop) and
+// hand back every invocation written to this worker that it never started
+// (the rest of the current chunk, and what waits unread in the socket), so
+// the shim sends them to another worker instead of failing them with this one.
+process.on('exit', () => {
+  const fd = sock._handle && sock._handle.fd;
+  if (typeof fd !== 'number' || fd < 0) return;
+  // First say so (UNSTARTED with id 0): the shim stops writing to this worker.
+  // What it wrote before reading that is drained below, after a short wait.
+  try { fs.writeSync(fd, frame(UNSTARTED, 0, EMPTY)); } catch (e) { return; }
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, EXIT_DRAIN_MS);
+  const rest = curBuf !== null ? [curBuf.subarray(curNext)] : parts.slice();
+  try {
+    for (;;) {
+      const b = Buffer.allocUnsafe(1 << 16);
+      const got = fs.readSync(fd, b, 0, b.length, null);
+      if (got <= 0) break;
+      rest.push(b.subarray(0, got));
+    }
+  } catch (e) { /* EAGAIN: nothing more is waiting */ }
+  const buf = Buffer.concat(rest);
+  for (let p = 0; buf.length - p >= 9;) {
+    const e = p + 4 + buf.readUInt32LE(p);
+    if (e > buf.length) break;
+    if (buf[p + 4] === INVOKE) out.push(frame(UNSTARTED, buf.readUInt32LE(p + 5), EMPTY));
+    p = e;
+  }
+  if (out.length === 0) return;
+  try { fs.writeSync(fd, Buffer.concat(out)); } catch (e) { /* the shim is gone */ }
 });
 // The shim closed the socket (shutdown, or it died): exit with it.
 sock.on('close', () => process.exit(0));

@@ -3,8 +3,10 @@
 # then answers framed INVOKE messages (see runtime-shim/src/protocol.rs).
 #
 # Speed matters here: a sync handler is served by one tight loop that reads every
-# complete frame of a recv(), invokes the handler, and sends all the answers with
-# one sendall(); JSON is decoded only when the request says the body is JSON.
+# complete frame of a recv(), invokes the handler, and sends the answers of fast
+# invocations with one sendall(); an answer is never held back behind a slow
+# invocation (see serve_sync). JSON is decoded only when the request says the
+# body is JSON.
 # Only what every request needs is imported up front: asyncio, inspect,
 # traceback and urllib.parse cost tens of milliseconds of cold start, so they
 # are imported when a handler first needs them.
@@ -16,8 +18,9 @@ import socket
 import struct
 import sys
 import threading
+import time
 
-INVOKE, RESULT, LOG, READY, LOAD_FAILED = 1, 2, 4, 10, 11
+INVOKE, RESULT, LOG, PING, PONG, UNSTARTED, READY, LOAD_FAILED = 1, 2, 4, 5, 6, 7, 10, 11
 FLAG_EVENT, FLAG_BATCH = 1, 2
 CT_NONE, CT_JSON, CT_TEXT, CT_OCTET = 0, 1, 2, 3
 FN_PATH = os.environ["KIPPER_FUNCTION_PATH"]
@@ -30,6 +33,8 @@ LOGH = struct.Struct("<IBIB")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
 
+# The real os._exit: serve_sync replaces os._exit for handlers (see there).
+_exit = os._exit
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect(os.environ["KIPPER_SHIM_SOCKET"])
 send_lock = threading.Lock()
@@ -196,13 +201,59 @@ def decode(buf, pos, rid):
     return (event, context), flags
 
 
+# Answers wait to share a sendall() only while their batch is younger than this:
+# past it, what is finished is sent before the next invocation starts.
+FLUSH_AFTER = 0.0005
+
+
 def serve_sync(fn):
-    """One invocation at a time, many frames per recv and one sendall per batch."""
+    """One invocation at a time, many frames per recv; answers are sent together
+    while they come fast, and as each finishes once a handler takes longer."""
     loop = None
     buf = b""
     recv = sock.recv
     unpack_hdr = HDR.unpack_from
     set_current = current.set
+    clock = time.perf_counter
+    out = []
+    end = 0
+
+    def exiting(code=0):
+        """A handler ends the process (os._exit, sys.exit): first send the
+        answers already finished, and hand back every invocation written to
+        this worker that it never started (the rest of this batch and what
+        waits unread in the socket), so the shim sends those elsewhere."""
+        rest = buf[end:]
+        try:
+            # First say so (UNSTARTED with id 0): the shim stops writing to
+            # this worker; what it wrote before reading that is drained below.
+            sock.sendall(HDR.pack(5, UNSTARTED, 0))
+            time.sleep(0.005)
+            sock.setblocking(False)
+            while True:
+                more = sock.recv(1 << 20)
+                if not more:
+                    break
+                rest += more
+        except OSError:
+            pass
+        frames = list(out)
+        p = 0
+        while len(rest) - p >= 9:
+            ln, kind, rid = unpack_hdr(rest, p)
+            if p + 4 + ln > len(rest):
+                break
+            if kind == INVOKE:
+                frames.append(HDR.pack(5, UNSTARTED, rid))
+            p += 4 + ln
+        try:
+            sock.setblocking(True)
+            sock.sendall(b"".join(frames))
+        except OSError:
+            pass
+        _exit(code)
+
+    os._exit = exiting
     while True:
         data = recv(1 << 20)
         if not data:
@@ -211,6 +262,7 @@ def serve_sync(fn):
         n = len(buf)
         pos = 0
         out = []
+        since = clock()
         while n - pos >= 9:
             ln, kind, rid = unpack_hdr(buf, pos)
             end = pos + 4 + ln
@@ -234,7 +286,17 @@ def serve_sync(fn):
                         out.append(batch_result(rid, v) if batch else map_result(rid, v))
                     except Exception as e:
                         out.append(failure(rid, e, batch))
+                    except SystemExit as e:
+                        sys.stderr.flush()
+                        exiting(e.code if type(e.code) is int else 0 if e.code is None else 1)
                     set_current(0)
+                    if clock() - since > FLUSH_AFTER:
+                        send(out[0] if len(out) == 1 else b"".join(out))
+                        out = []
+                        since = clock()
+            elif kind == PING:
+                # Answered by the loop that runs handlers: a blocked handler blocks it.
+                out.append(HDR.pack(5, PONG, rid))
             pos = end
         buf = buf[pos:] if pos < n else b""
         if out:
@@ -302,6 +364,8 @@ async def serve_async(fn):
                     t = asyncio.ensure_future(run(rid, args, flags & FLAG_BATCH))
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
+            elif kind == PING:
+                _send_async(HDR.pack(5, PONG, rid))
             pos = end
         buf = buf[pos:] if pos < n else b""
 
@@ -371,11 +435,14 @@ except BaseException as e:  # SyntaxError, ImportError, SystemExit at import: al
     msg = "".join(traceback.format_exception(e)).encode("utf-8", "replace")
     sock.sendall(HDR.pack(5 + len(msg), LOAD_FAILED, 0) + msg)
     sock.close()
-    os._exit(0)
+    _exit(0)
 ARITY = arity(FN)
-sock.sendall(HDR.pack(5, READY, 0))
+ASYNC = is_async(FN)
+# READY_SERIAL (1): a sync handler runs invocations one at a time, in order,
+# and may block: the shim queues more behind it only while it keeps answering.
+sock.sendall(HDR.pack(5, READY, 0) if ASYNC else HDR.pack(6, READY, 0) + b"\x01")
 try:
-    if is_async(FN):
+    if ASYNC:
         import asyncio
 
         asyncio.run(serve_async(FN))
@@ -383,4 +450,4 @@ try:
         serve_sync(FN)
 except (ConnectionError, OSError):
     pass
-os._exit(0)
+_exit(0)

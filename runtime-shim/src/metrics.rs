@@ -38,8 +38,10 @@ pub struct Metrics {
     pub workers_ready: Gauge,
     /// Workers replaced after they crashed.
     pub restarts_crash: Counter,
-    /// Workers replaced after an invocation timed out.
+    /// Workers replaced because they were stuck in an invocation that timed out.
     pub restarts_timeout: Counter,
+    /// Times the pool switched to one invocation per worker (see `pool`).
+    pub isolations: Counter,
 }
 
 impl Metrics {
@@ -92,6 +94,12 @@ impl Metrics {
         let restarts_timeout = restarts
             .get_or_create(&ReasonLabel { reason: "timeout" })
             .clone();
+        let isolations = Counter::default();
+        registry.register(
+            "isolations",
+            "Times the pool switched to one invocation per worker after a worker died or got stuck",
+            isolations.clone(),
+        );
         Arc::new(Self {
             registry,
             by_class,
@@ -102,6 +110,7 @@ impl Metrics {
             workers_ready,
             restarts_crash,
             restarts_timeout,
+            isolations,
         })
     }
 

@@ -11,7 +11,10 @@
 //! | 1 `INVOKE` | shim -> worker | `u8 flags, u8 body_kind, u64 deadline_ms, u16 method, u16 path, u32 query, u32 headers, u16 request_id, u32 body` lengths, then those bytes |
 //! | 2 `RESULT` | worker -> shim | `u16 status, u8 content_type, u32 headers_len`, headers (`name:value\n`), body |
 //! | 4 `LOG` | worker -> shim | `u8 stream` (1 stdout, 2 stderr, 3 the stack of a thrown exception), text; `id` is the invocation's, 0 when none |
-//! | 10 `READY` | worker -> shim | the handler loaded |
+//! | 5 `PING` | shim -> worker | none; answered by a `PONG` with the same id from the loop that runs handlers, so a missing answer means that loop is stuck |
+//! | 6 `PONG` | worker -> shim | none |
+//! | 7 `UNSTARTED` | worker -> shim | none; the worker is exiting (a handler called `process.exit` / `os._exit` / `sys.exit`) and never started invocation `id`: the shim sends it to another worker. Id 0 comes first and only says "exiting": the shim stops writing to the worker, which then drains what was written |
+//! | 10 `READY` | worker -> shim | the handler loaded; optional `u8 flags`: 1 = the worker runs one invocation at a time (a sync python handler), so the shim sends it one at a time |
 //! | 11 `LOAD_FAILED` | worker -> shim | the error message and stack |
 //!
 //! In batch mode (`FLAG_BATCH`) a `RESULT`'s status is the exit code and its body the JSON to print.
@@ -26,8 +29,16 @@ pub const INVOKE: u8 = 1;
 pub const RESULT: u8 = 2;
 /// Frame kind: worker -> shim, a line the handler printed.
 pub const LOG: u8 = 4;
+/// Frame kind: shim -> worker, "is the loop that runs handlers free to answer?".
+pub const PING: u8 = 5;
+/// Frame kind: worker -> shim, the answer to a `PING`.
+pub const PONG: u8 = 6;
+/// Frame kind: worker -> shim, "I am exiting and never started this invocation".
+pub const UNSTARTED: u8 = 7;
 /// Frame kind: worker -> shim, the handler loaded.
 pub const READY: u8 = 10;
+/// `READY` flag: the worker runs one invocation at a time.
+pub const READY_SERIAL: u8 = 1;
 /// Frame kind: worker -> shim, the handler failed to load (and why).
 pub const LOAD_FAILED: u8 = 11;
 
@@ -140,6 +151,13 @@ impl Invoke<'_> {
     }
 }
 
+/// Appends a `PING` frame with id `id` to `out`.
+pub fn encode_ping(id: u32, out: &mut Vec<u8>) {
+    out.extend_from_slice(&5u32.to_le_bytes());
+    out.push(PING);
+    out.extend_from_slice(&id.to_le_bytes());
+}
+
 /// Where a handler's log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -167,8 +185,16 @@ pub enum Frame {
         /// The text.
         text: Bytes,
     },
+    /// The answer to the `PING` with this id.
+    Pong(u32),
+    /// The worker is exiting and never started this invocation.
+    Unstarted(u32),
     /// The handler loaded.
-    Ready,
+    Ready {
+        /// It runs one invocation at a time: a blocking handler would hold
+        /// every invocation queued behind it.
+        serial: bool,
+    },
     /// The handler failed to load: the error and its stack.
     LoadFailed(String),
 }
@@ -250,7 +276,11 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>> {
                 text: frame,
             }
         }
-        READY => Frame::Ready,
+        PONG => Frame::Pong(id),
+        UNSTARTED => Frame::Unstarted(id),
+        READY => Frame::Ready {
+            serial: frame.first() == Some(&READY_SERIAL),
+        },
         LOAD_FAILED => Frame::LoadFailed(String::from_utf8_lossy(&frame).into_owned()),
         other => return Err(Error::Protocol(format!("unknown frame kind {other}"))),
     };
@@ -305,6 +335,9 @@ mod tests {
     fn decodes_frames_split_anywhere() {
         let mut wire = result_frame(3, 201, CT_JSON, b"x-a:1\n", b"{\"ok\":true}");
         wire.extend_from_slice(&[5, 0, 0, 0, READY, 0, 0, 0, 0]);
+        wire.extend_from_slice(&[5, 0, 0, 0, PONG, 9, 0, 0, 0]);
+        wire.extend_from_slice(&[6, 0, 0, 0, READY, 0, 0, 0, 0, READY_SERIAL]);
+        wire.extend_from_slice(&[5, 0, 0, 0, UNSTARTED, 4, 1, 0, 0]);
         for cut in 0..wire.len() {
             let mut buf = BytesMut::from(&wire[..cut]);
             let mut frames = Vec::new();
@@ -315,7 +348,7 @@ mod tests {
             while let Some(f) = decode(&mut buf).unwrap() {
                 frames.push(f);
             }
-            assert_eq!(frames.len(), 2, "cut at {cut}");
+            assert_eq!(frames.len(), 5, "cut at {cut}");
             let Frame::Result(reply) = &frames[0] else {
                 panic!("{frames:?}")
             };
@@ -328,8 +361,18 @@ mod tests {
                 vec![(&b"x-a"[..], &b"1"[..])]
             );
             assert_eq!(&reply.body[..], b"{\"ok\":true}");
-            assert_eq!(frames[1], Frame::Ready);
+            assert_eq!(frames[1], Frame::Ready { serial: false });
+            assert_eq!(frames[2], Frame::Pong(9));
+            assert_eq!(frames[3], Frame::Ready { serial: true });
+            assert_eq!(frames[4], Frame::Unstarted(260));
         }
+    }
+
+    #[test]
+    fn ping_layout() {
+        let mut out = Vec::new();
+        encode_ping(7, &mut out);
+        assert_eq!(out, [5, 0, 0, 0, PING, 7, 0, 0, 0]);
     }
 
     #[test]

@@ -1,9 +1,19 @@
 //! The pool of language workers: boots them (after installing dependencies),
-//! dispatches each invocation to the least-busy live worker, replaces a worker
-//! that crashed or timed out while the others keep serving, and publishes the
+//! dispatches each invocation to the least-busy open worker, replaces a worker
+//! that crashed or got stuck while the others keep serving, and publishes the
 //! pool's [`State`] that the hold gate and `/ready` read.
+//!
+//! **Isolation.** A worker runs many invocations at once (node's event loop,
+//! python's asyncio, and frames pipelined to a sync python loop), so a handler
+//! that kills or blocks its process takes its neighbours down with it. Once
+//! that has happened (an invocation lost to a dying worker, or a worker stuck
+//! past `KIPPER_TIMEOUT`), the pool gives each worker one invocation at a time
+//! for [`ISOLATION`]: the other requests wait in the shim, where nothing is
+//! lost when a worker dies, and go to whichever worker frees first. Healthy
+//! traffic never pays for it: the limit applies only after a failure.
 
 pub mod spawn;
+pub mod watchdog;
 pub mod worker;
 
 use std::os::unix::fs::DirBuilderExt as _;
@@ -32,6 +42,20 @@ pub enum State {
     Failed(Arc<str>),
 }
 
+/// How long the pool keeps one invocation per worker after the last
+/// invocation lost to a dying worker or the last stuck worker.
+pub const ISOLATION: Duration = Duration::from_secs(30);
+
+/// A worker that runs one invocation at a time gets more queued behind the
+/// one it is running only while that one started less than this ago: fast
+/// handlers keep many frames per write, and a request never waits behind a
+/// slow or blocked one; it waits in the shim for the first free worker.
+pub const QUEUE_BEHIND: Duration = Duration::from_millis(5);
+
+/// Longest wait between two looks for a free worker: a wake-up can be lost
+/// when the request it was meant for is cancelled, so waiters also poll.
+const RECHECK: Duration = Duration::from_millis(50);
+
 const STARTING: u8 = 0;
 const READY: u8 = 1;
 const FAILED: u8 = 2;
@@ -42,7 +66,14 @@ pub struct Pool {
     slots: RwLock<Vec<Option<Arc<Worker>>>>,
     next: AtomicUsize,
     generation: AtomicU64,
+    /// Woken when a worker joins or frees capacity.
     available: Notify,
+    /// Requests waiting for a worker with free capacity.
+    waiting: AtomicUsize,
+    /// Since when the pool counts time (for `isolated_until`).
+    epoch: Instant,
+    /// Milliseconds since `epoch` until which each worker takes one invocation at a time.
+    isolated_until: AtomicU64,
     state_fast: AtomicU8,
     state: watch::Sender<State>,
     stopping: watch::Sender<bool>,
@@ -57,6 +88,9 @@ impl Pool {
             next: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             available: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            isolated_until: AtomicU64::new(0),
             state_fast: AtomicU8::new(STARTING),
             state: watch::Sender::new(State::Starting),
             stopping: watch::Sender::new(false),
@@ -104,24 +138,66 @@ impl Pool {
         self.metrics.workers_ready.dec();
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether each worker takes one invocation at a time (see the module docs).
+    pub fn is_isolated(&self) -> bool {
+        let until = self.isolated_until.load(Ordering::Relaxed);
+        until != 0 && self.now_ms() < until
+    }
+
+    /// Gives each worker one invocation at a time for [`ISOLATION`] from now:
+    /// a worker died under an invocation, or got stuck in one.
+    pub fn isolate(&self, why: &'static str) {
+        let was = self.is_isolated();
+        let until = self.now_ms() + ISOLATION.as_millis() as u64;
+        self.isolated_until.fetch_max(until, Ordering::Relaxed);
+        if !was {
+            self.metrics.isolations.inc();
+            tracing::warn!(
+                message = "one invocation per worker until the failures stop",
+                reason = why,
+                for_s = ISOLATION.as_secs()
+            );
+        }
+    }
+
+    /// A request finished with its worker: wake one request waiting for capacity.
+    pub fn freed(&self) {
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.available.notify_one();
+        }
+    }
+
     fn pick(&self) -> Option<Arc<Worker>> {
-        let slots = self
-            .slots
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let isolated = self.is_isolated();
+        let slots = read(&self.slots);
         let n = slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut best: Option<&Arc<Worker>> = None;
         for i in 0..n {
             if let Some(w) = &slots[(start + i) % n] {
-                if w.is_dead() {
+                if !w.is_open() {
                     continue;
                 }
                 let load = w.inflight();
                 if load == 0 {
                     return Some(w.clone());
                 }
-                if best.is_none_or(|b| load < b.inflight()) {
+                let takes_more = if isolated {
+                    // Abandoned invocations of a worker that answered its
+                    // ping (a promise that never settles) block nothing.
+                    w.live() == 0
+                } else if w.serial {
+                    // In order, one at a time: queue behind a worker only
+                    // while it keeps answering, never behind a blocked handler.
+                    w.head_age() < QUEUE_BEHIND
+                } else {
+                    true
+                };
+                if takes_more && best.is_none_or(|b| load < b.inflight()) {
                     best = Some(w);
                 }
             }
@@ -129,9 +205,19 @@ impl Pool {
         best.cloned()
     }
 
-    /// The least-busy live worker, waiting up to `wait` for one when all
-    /// are being replaced; `None` when none came or the pool failed.
+    /// The least-busy open worker with free capacity, waiting up to `wait`
+    /// for one; `None` when none came, the pool failed or it is stopping.
     pub async fn worker(&self, wait: Duration) -> Option<Arc<Worker>> {
+        if let Some(worker) = self.pick() {
+            return Some(worker);
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let worker = self.wait_for_worker(wait).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        worker
+    }
+
+    async fn wait_for_worker(&self, wait: Duration) -> Option<Arc<Worker>> {
         let deadline = Instant::now() + wait;
         loop {
             let notified = self.available.notified();
@@ -140,16 +226,21 @@ impl Pool {
             if let Some(worker) = self.pick() {
                 return Some(worker);
             }
-            if self.state_fast.load(Ordering::Acquire) == FAILED || *self.stopping.borrow() {
-                return None;
-            }
-            if tokio::time::timeout_at(deadline.into(), notified)
-                .await
-                .is_err()
+            let now = Instant::now();
+            if self.state_fast.load(Ordering::Acquire) == FAILED
+                || *self.stopping.borrow()
+                || now >= deadline
             {
                 return None;
             }
+            let _ = tokio::time::timeout(RECHECK.min(deadline - now), notified).await;
         }
+    }
+
+    /// An invocation on `worker` timed out (and was answered 504): finds out,
+    /// in the background, whether the worker is stuck, and replaces it if so.
+    pub fn timed_out(self: &Arc<Self>, worker: Arc<Worker>) {
+        tokio::spawn(watchdog::check(self.clone(), worker));
     }
 
     /// Installs dependencies and starts the supervisors of every worker slot.
@@ -297,8 +388,21 @@ async fn supervise(pool: Arc<Pool>, slot: usize, spec: Arc<WorkerSpec>) {
         );
         pool.register(slot, worker.clone());
         let status = tokio::select! {
-            status = running.child.wait() => Some(status),
-            () = worker.kill.notified() => None,
+            status = running.child.wait() => status,
+            () = worker.kill.notified() => {
+                if !worker.kill_requested.load(Ordering::Relaxed) {
+                    // It closed its socket by itself: it is exiting; read how.
+                    if let Ok(status) = tokio::time::timeout(Duration::from_secs(1), running.child.wait()).await {
+                        status
+                    } else {
+                        let _ = running.child.kill().await;
+                        running.child.wait().await
+                    }
+                } else {
+                    let _ = running.child.kill().await;
+                    running.child.wait().await
+                }
+            }
             _ = stopping.changed() => {
                 pool.unregister(slot);
                 // Closing the socket lets the worker finish and exit by itself.
@@ -311,31 +415,42 @@ async fn supervise(pool: Arc<Pool>, slot: usize, spec: Arc<WorkerSpec>) {
         };
         pool.unregister(slot);
         let status = match status {
-            Some(status) => status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|e| e.to_string()),
-            None => {
-                let _ = running.child.kill().await;
-                "killed by the shim".to_string()
+            Ok(status) if worker.kill_requested.load(Ordering::Relaxed) => {
+                format!("killed by the shim, {status}")
             }
+            Ok(status) => status.to_string(),
+            Err(e) => e.to_string(),
         };
-        if worker.killed_for_timeout.load(Ordering::Relaxed) {
+        worker.exited(&status);
+        let timed_out = worker.killed_for_timeout.load(Ordering::Relaxed);
+        if timed_out {
             pool.metrics.restarts_timeout.inc();
             tracing::warn!(
-                message = "worker replaced after an invocation timed out",
+                message = "stuck worker replaced",
                 worker = slot,
-                pid = worker.pid
+                pid = worker.pid,
+                answered = worker.answered()
             );
         } else {
             pool.metrics.restarts_crash.inc();
-            tracing::warn!(message = "worker exited; replacing it", worker = slot, pid = worker.pid, %status);
+            if worker.lost() > 0 {
+                pool.isolate("a worker exited during an invocation");
+            }
+            tracing::warn!(message = "worker exited; replacing it", worker = slot, pid = worker.pid, %status, lost = worker.lost(), answered = worker.answered());
         }
-        // A worker that dies right after starting is crash-looping: back off.
-        if started.elapsed() > Duration::from_secs(10)
-            || worker.killed_for_timeout.load(Ordering::Relaxed)
-        {
+        // A worker that answered something, or lived a while, loaded and
+        // served: its death was one request's doing, and its slot is refilled
+        // at once. One that died before answering anything may be a handler
+        // that kills every process it starts in: back off, so the pool does
+        // not spend its time starting workers; the other slots keep serving.
+        if worker.answered() > 0 || started.elapsed() > Duration::from_secs(10) || timed_out {
             backoff = Duration::from_millis(100);
         } else {
+            tracing::info!(
+                message = "worker died before answering anything; backing off",
+                worker = slot,
+                backoff_ms = backoff.as_millis() as u64
+            );
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 _ = stopping.changed() => {}

@@ -126,9 +126,10 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
         loop {
             while let Some(frame) = protocol::decode(&mut buf).map_err(StartError::Other)? {
                 match frame {
-                    Frame::Ready => return Ok(()),
+                    Frame::Ready { serial } => return Ok(serial),
                     Frame::LoadFailed(msg) => return Err(StartError::LoadFailed(msg)),
                     Frame::Log { stream, text, .. } => log_handler_line(slot, "", stream, &text),
+                    Frame::Pong(_) | Frame::Unstarted(_) => {}
                     Frame::Result(_) => {
                         return Err(StartError::Other(Error::Protocol(
                             "RESULT before READY".into(),
@@ -159,8 +160,8 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
             }
         }
     };
-    loaded?;
-    let worker = Worker::serve(slot, pid, read, write, buf);
+    let serial = loaded?;
+    let worker = Worker::serve(slot, pid, serial, read, write, buf);
     Ok(Running { worker, child })
 }
 

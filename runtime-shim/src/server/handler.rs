@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::hold::{Admission, HoldGate};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
-use crate::pool::worker::Delivery;
+use crate::pool::worker::{Delivery, Worker};
 use crate::protocol::{self, BodyKind, FLAG_EVENT, Invoke};
 
 /// What every request needs, shared by all connections.
@@ -248,22 +248,19 @@ async fn invoke(app: &App, req: Request<Incoming>) -> Resp {
         headers.pop();
     }
     // A request that never reached a dying worker is sent to another one;
-    // one that did may have run, so it is answered, not replayed.
-    let mut attempts = 0;
+    // one that did may have run, so it is answered 502, never replayed.
+    let wait_until = Instant::now() + app.hold_timeout;
     let reply = loop {
-        attempts += 1;
-        let worker = match app.pool.worker(app.hold_timeout).await {
-            Some(worker) if attempts <= 3 => worker,
-            _ => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no worker is available; retry",
-                    Some(1),
-                );
-            }
+        let wait = wait_until.saturating_duration_since(Instant::now());
+        let Some(worker) = app.pool.worker(wait).await else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no worker is available; retry",
+                Some(1),
+            );
         };
         // The invocation's time starts once a worker takes it: neither the
-        // cold-start hold nor the replacement of a worker counts against it.
+        // cold-start hold nor the wait for a free worker counts against it.
         let invoked = Instant::now();
         let deadline_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -285,30 +282,23 @@ async fn invoke(app: &App, req: Request<Incoming>) -> Resp {
             continue;
         };
         let remaining = app.timeout.saturating_sub(invoked.elapsed());
-        match tokio::time::timeout(remaining, ticket.reply()).await {
+        let delivery = tokio::time::timeout(remaining, ticket.reply()).await;
+        app.pool.freed();
+        match delivery {
             Ok(Delivery::Reply(reply)) => break reply,
             Ok(Delivery::NotSent) => continue,
-            Ok(Delivery::Lost) => {
-                tracing::warn!(
-                    message = "the worker exited during the invocation",
-                    request_id,
-                    worker = worker.slot
-                );
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the worker process exited during the invocation; retry",
-                    Some(1),
-                );
-            }
+            Ok(Delivery::Lost) => return lost(app, &worker, &request_id).await,
             Err(_) => {
-                drop(ticket);
+                // Answered alone: the worker is replaced only if it is stuck
+                // (see pool::watchdog), not for this invocation's sake.
+                ticket.abandon();
                 tracing::warn!(
-                    message = "invocation timed out; replacing the worker",
+                    message = "invocation timed out",
                     request_id,
                     worker = worker.slot,
                     timeout_ms = app.timeout.as_millis() as u64
                 );
-                worker.kill(true);
+                app.pool.timed_out(worker);
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
@@ -339,6 +329,27 @@ async fn invoke(app: &App, req: Request<Incoming>) -> Resp {
         h.insert(X_REQUEST_ID.clone(), v);
     }
     resp
+}
+
+/// The answer to an invocation whose worker died under it: a failed attempt
+/// (502, so kipper-poll counts it and dead-letters after its last attempt),
+/// not "not ready" (503, which kipper-poll treats as backpressure).
+async fn lost(app: &App, worker: &Worker, request_id: &str) -> Resp {
+    app.pool.isolate("a worker exited during an invocation");
+    let status = worker.exit_status(Duration::from_millis(500)).await;
+    let status = status.as_deref().unwrap_or("exit status not known yet");
+    tracing::warn!(
+        message = "the worker exited during the invocation; not retried",
+        request_id,
+        worker = worker.slot,
+        pid = worker.pid,
+        %status
+    );
+    error(
+        StatusCode::BAD_GATEWAY,
+        &format!("the worker running this invocation exited ({status}); it was not retried"),
+        None,
+    )
 }
 
 fn is_json(content_type: &[u8]) -> bool {
