@@ -44,7 +44,7 @@ fn a_bad_setting_is_one_line_and_exit_code_2() {
     refused(
         &["examples/x.js"],
         &[("KIPPER_MODE", "serve")],
-        "kipper-shim: KIPPER_MODE=serve is not supported; set it to http or batch",
+        "kipper-shim: KIPPER_MODE=serve is not supported; set it to http, batch or install",
     );
     refused(
         &["handler.rb"],
