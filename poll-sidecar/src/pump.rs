@@ -153,13 +153,13 @@ where
     }
 }
 
-async fn deliver<H>(
+async fn deliver<S: Source>(
     deliverer: Deliverer,
-    event: Claimed<H>,
+    event: Claimed<S::Handle>,
     cancel: CancellationToken,
-) -> (Claimed<H>, Settled) {
+) -> (Claimed<S::Handle>, Settled) {
     let settled = deliverer
-        .deliver_with_retries(&event.id, &event.body, &cancel)
+        .deliver_fenced(&event.id, &event.body, &cancel, S::fence(&event.handle))
         .await;
     (event, settled)
 }
@@ -201,7 +201,7 @@ impl<S: Source> Pump<S> {
         let mut flight = Flight {
             queue: VecDeque::new(),
             active: FuturesUnordered::new(),
-            start: move |event| deliver(deliverer.clone(), event, delivery_cancel.clone()),
+            start: move |event| deliver::<S>(deliverer.clone(), event, delivery_cancel.clone()),
             concurrency: self.concurrency,
         };
         let mut settled = Settlement::new();

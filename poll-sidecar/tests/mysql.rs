@@ -107,7 +107,7 @@ async fn lost_connection_mid_run_loses_nothing() {
             "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{t}'"
         ))
         .await;
-    assert_eq!(ids.len(), 2, "the claim and writer connections");
+    assert_eq!(ids.len(), 3, "the claim, watcher and writer connections");
     for id in ids {
         db.exec(&format!("KILL {id}")).await;
     }
