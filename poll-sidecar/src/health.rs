@@ -73,7 +73,10 @@ impl SourceHealth {
             Some((last, since)) => {
                 let since = *since;
                 *last = text.clone();
-                if state.logged.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+                if state
+                    .logged
+                    .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+                {
                     state.logged = Some(now);
                     tracing::warn!(
                         message = "Source still unreachable; retrying.",

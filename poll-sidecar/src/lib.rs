@@ -43,11 +43,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     match &config.source {
         SourceConfig::Postgres(sql) => {
             let first = source::postgres::PostgresSource::connect(sql).await;
-            let Some((source, started)) =
-                connected(first, &config, &shutdown, "postgres", || {
-                    source::postgres::PostgresSource::connect(sql)
-                })
-                .await?
+            let Some((source, started)) = connected(first, &config, &shutdown, "postgres", || {
+                source::postgres::PostgresSource::connect(sql)
+            })
+            .await?
             else {
                 return Ok(());
             };
@@ -225,7 +224,11 @@ struct Started {
 
 impl Started {
     /// Opens the admin port and logs the start.
-    async fn new(config: &Config, shutdown: &CancellationToken, kind: &'static str) -> Result<Self> {
+    async fn new(
+        config: &Config,
+        shutdown: &CancellationToken,
+        kind: &'static str,
+    ) -> Result<Self> {
         let metrics = Metrics::new();
         let deliverer = Deliverer::new(&config.delivery, metrics.clone());
         let health = SourceHealth::new(kind, metrics.clone());

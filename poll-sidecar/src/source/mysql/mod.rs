@@ -23,8 +23,8 @@ mod writer;
 use std::collections::HashSet;
 
 use mysql_async::prelude::Queryable;
-use tokio_util::sync::CancellationToken;
 use mysql_async::{Row, Value};
+use tokio_util::sync::CancellationToken;
 
 use super::sql::{BoundColumns, NO_MARK_DONE, NO_MARK_FAILED, fnv64, key_columns};
 use super::{Claimed, DeadLetter, Source};
@@ -116,9 +116,8 @@ impl MysqlSource {
         }
         if self.session.is_none() {
             let epoch = self.epoch + 1;
-            self.session = Some(
-                Session::open(&self.config, &self.keys, &self.bound, self.seed, epoch).await?,
-            );
+            self.session =
+                Some(Session::open(&self.config, &self.keys, &self.bound, self.seed, epoch).await?);
             self.epoch = epoch;
         }
         Ok(())
@@ -227,7 +226,10 @@ impl MysqlSource {
         tracing::info!(
             message = "Rows of a lost session locked again before settling.",
             relocked = got.len(),
-            taken_by_others = rows.iter().filter(|r| r.epoch != epoch && !got.contains(&r.lock)).count()
+            taken_by_others = rows
+                .iter()
+                .filter(|r| r.epoch != epoch && !got.contains(&r.lock))
+                .count()
         );
         let held = &mut self.held;
         rows.retain_mut(|r| {

@@ -12,10 +12,10 @@ use super::json::{self, Shape};
 use super::statements;
 use crate::config::SqlConfig;
 use crate::source::Claimed;
-use crate::source::sql::{BoundColumns, ClaimFrom, WATCH_EVERY};
-use tokio_util::sync::CancellationToken;
 use crate::source::sql::json::write_str;
+use crate::source::sql::{BoundColumns, ClaimFrom, WATCH_EVERY};
 use crate::{Error, Result};
+use tokio_util::sync::CancellationToken;
 
 /// One connection and its prepared statements.
 #[derive(Debug)]

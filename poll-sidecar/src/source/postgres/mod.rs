@@ -417,7 +417,10 @@ impl Source for PostgresSource {
 
     async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<PgHandle>>> {
         self.ensure().await?;
-        if !Self::claimer(&mut self.claimer)?.claim_from.ready("postgres") {
+        if !Self::claimer(&mut self.claimer)?
+            .claim_from
+            .ready("postgres")
+        {
             return Ok(Vec::new());
         }
         if self.keys.is_empty() {

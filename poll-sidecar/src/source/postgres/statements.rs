@@ -74,8 +74,7 @@ pub const UNLOCK: &str = "SELECT pg_advisory_unlock(k) FROM unnest($1::int8[]) A
 
 /// Locks again, on a new session, rows claimed on a lost one; returns those
 /// it got (the others are another replica's now).
-pub const RELOCK: &str =
-    "SELECT k FROM unnest($1::int8[]) AS k WHERE pg_try_advisory_lock(k)";
+pub const RELOCK: &str = "SELECT k FROM unnest($1::int8[]) AS k WHERE pg_try_advisory_lock(k)";
 
 /// Milliseconds since the server started.
 pub const UPTIME: &str =
