@@ -104,7 +104,11 @@ fn waits_for_the_source(env: &[(&str, &str)], error: &str) {
             break line;
         }
         assert!(sidecar.exited().is_none(), "exited: {}", sidecar.log());
-        assert!(start.elapsed() < Duration::from_secs(20), "no warning: {}", sidecar.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no warning: {}",
+            sidecar.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let keys = keys_of(&warning);
@@ -115,22 +119,33 @@ fn waits_for_the_source(env: &[(&str, &str)], error: &str) {
     let json: Value = serde_json::from_str(&warning).unwrap();
     assert_eq!(json["level"], "WARN");
     let said = json["error"].as_str().unwrap_or_default();
-    assert!(said.starts_with(error), "error {said:?}, expected {error:?}");
+    assert!(
+        said.starts_with(error),
+        "error {said:?}, expected {error:?}"
+    );
     // Several retries later: still running, still reporting the outage.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(sidecar.exited().is_none(), "exited: {}", sidecar.log());
     let ready = support::http_get(port, "/readyz");
-    assert!(ready.starts_with("HTTP/1.0 503") || ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(
+        ready.starts_with("HTTP/1.0 503") || ready.starts_with("HTTP/1.1 503"),
+        "{ready}"
+    );
     assert!(ready.contains("SourceUnreachable"), "{ready}");
     let metrics = support::http_get(port, "/metrics");
     assert!(metrics.contains("kipper_poll_source_up 0"), "{metrics}");
     let log = sidecar.log();
-    assert!(!log.contains("s3cret") && !ready.contains("s3cret"), "no password: {log}");
+    assert!(
+        !log.contains("s3cret") && !ready.contains("s3cret"),
+        "no password: {log}"
+    );
     assert!(
         log.lines().filter(|l| l.contains("unreachable")).count() <= 2,
         "rate-limited log: {log}"
     );
-    let status = sidecar.terminate(Duration::from_secs(10)).expect("stops on SIGTERM");
+    let status = sidecar
+        .terminate(Duration::from_secs(10))
+        .expect("stops on SIGTERM");
     assert_eq!(status.code(), Some(0), "{}", sidecar.log());
 }
 
