@@ -12,7 +12,10 @@
 //! Every attempt carries `Idempotency-Key: <event id>` and
 //! `Kipper-Attempt: <n>`. Refused connections and 503s close the readiness
 //! [`Gate`] and are retried without counting against the cap: they say the
-//! handler is not ready, not that the event is bad.
+//! handler is not ready, not that the event is bad. Every other failure
+//! counts, `Retry-After` or not: a 502 (kipper-shim: the worker died under
+//! this request) or 504 is this event's failed attempt, so a poison event
+//! that kills its worker reaches the cap and is dead-lettered.
 
 pub mod backoff;
 pub mod gate;
