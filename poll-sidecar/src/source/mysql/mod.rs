@@ -71,6 +71,9 @@ pub struct MysqlSource {
     pass_ended: bool,
     /// Claim sessions opened so far.
     epoch: u64,
+    /// Locks of rows handed to the pump and not yet given back (ack,
+    /// dead-letter, release): what may still have a request running.
+    outstanding: HashSet<String>,
 }
 
 impl MysqlSource {
@@ -90,6 +93,7 @@ impl MysqlSource {
             offset: 0,
             pass_ended: false,
             epoch: 0,
+            outstanding: HashSet::new(),
         };
         source.ensure().await?;
         source.writer = Some(Writer::open(config, source.bound.clone()).await?);
@@ -115,6 +119,10 @@ impl MysqlSource {
             self.drop_session();
         }
         if self.session.is_none() {
+            // Of the lost sessions' rows, only those still with the pump need
+            // excluding; the rest (parked, or whose settlement failed) are free.
+            let outstanding = &self.outstanding;
+            self.held.retain(|lock| outstanding.contains(lock));
             let epoch = self.epoch + 1;
             self.session =
                 Some(Session::open(&self.config, &self.keys, &self.bound, self.seed, epoch).await?);
@@ -423,12 +431,19 @@ impl Source for MysqlSource {
             return Ok(Vec::new());
         }
         match self.claim_inner(max).await {
-            Ok(events) => Ok(events),
+            Ok(events) => {
+                self.outstanding
+                    .extend(events.iter().map(|e| e.handle.lock.clone()));
+                Ok(events)
+            }
             Err(e) => Err(self.after_error(e)),
         }
     }
 
     async fn ack(&mut self, events: &[Claimed<MyHandle>]) -> Result<()> {
+        for event in events {
+            self.outstanding.remove(&event.handle.lock);
+        }
         self.settle(
             Which::Done,
             events.iter().map(|e| e.handle.clone()).collect(),
@@ -437,6 +452,9 @@ impl Source for MysqlSource {
     }
 
     async fn dead_letter(&mut self, events: &[DeadLetter<MyHandle>]) -> Result<()> {
+        for dead in events {
+            self.outstanding.remove(&dead.event.handle.lock);
+        }
         if self.config.mark_failed.is_none() {
             // Parked: the lock stays held, so no replica retries the row while we live.
             return Ok(());
@@ -457,6 +475,7 @@ impl Source for MysqlSource {
         let mut current = Vec::with_capacity(events.len());
         for event in events {
             let lock = &event.handle.lock;
+            self.outstanding.remove(lock);
             if event.handle.epoch == epoch || self.relocked.remove(lock) {
                 current.push(lock.clone());
             } else {

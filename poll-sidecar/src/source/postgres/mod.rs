@@ -72,6 +72,9 @@ pub struct PostgresSource {
     pass_ended: bool,
     /// Claim sessions opened so far: the epoch of the current one.
     epoch: u64,
+    /// Locks of rows handed to the pump and not yet given back (ack,
+    /// dead-letter, release): what may still have a request running.
+    outstanding: HashSet<i64>,
 }
 
 /// The claim session and its statements.
@@ -117,6 +120,7 @@ impl PostgresSource {
             offset: 0,
             pass_ended: false,
             epoch: 0,
+            outstanding: HashSet::new(),
         };
         source.ensure().await?;
         // Warned only once the statements are known to fit: a start refused
@@ -192,6 +196,10 @@ impl PostgresSource {
             }
         }
         if self.claimer.is_none() {
+            // Of the lost sessions' rows, only those still with the pump need
+            // excluding; the rest (parked, or whose settlement failed) are free.
+            let outstanding = &self.outstanding;
+            held(&self.held).retain(|lock| outstanding.contains(lock));
             self.epoch += 1;
             self.claimer = Some(self.open_claimer(self.epoch).await?);
         }
@@ -416,6 +424,61 @@ impl Source for PostgresSource {
     }
 
     async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<PgHandle>>> {
+        let events = self.claim_batch(max).await?;
+        self.outstanding
+            .extend(events.iter().map(|e| e.handle.lock));
+        Ok(events)
+    }
+
+    async fn ack(&mut self, events: &[Claimed<PgHandle>]) -> Result<()> {
+        self.given_back(events.iter().map(|e| &e.handle));
+        self.settle(
+            Which::Done,
+            events.iter().map(|e| e.handle.clone()).collect(),
+        )
+        .await
+    }
+
+    async fn dead_letter(&mut self, events: &[DeadLetter<PgHandle>]) -> Result<()> {
+        self.given_back(events.iter().map(|e| &e.event.handle));
+        if self.config.mark_failed.is_none() {
+            // Parked: the lock stays held, so no replica retries the row while we live.
+            return Ok(());
+        }
+        self.settle(
+            Which::Failed,
+            events.iter().map(|e| e.event.handle.clone()).collect(),
+        )
+        .await
+    }
+
+    async fn release(&mut self, events: &[Claimed<PgHandle>]) -> Result<()> {
+        self.given_back(events.iter().map(|e| &e.handle));
+        let rows: Vec<PgHandle> = events.iter().map(|e| e.handle.clone()).collect();
+        self.release_rows(&rows).await
+    }
+
+    fn fence(handle: &PgHandle) -> Option<&CancellationToken> {
+        Some(&handle.fence)
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        self.finish_pending().await
+    }
+
+    async fn backlog(&mut self) -> Result<Option<u64>> {
+        self.count_backlog().await
+    }
+}
+
+impl PostgresSource {
+    fn given_back<'a>(&mut self, handles: impl Iterator<Item = &'a PgHandle>) {
+        for handle in handles {
+            self.outstanding.remove(&handle.lock);
+        }
+    }
+
+    async fn claim_batch(&mut self, max: usize) -> Result<Vec<Claimed<PgHandle>>> {
         self.ensure().await?;
         if !Self::claimer(&mut self.claimer)?
             .claim_from
@@ -489,40 +552,7 @@ impl Source for PostgresSource {
         Ok(events)
     }
 
-    async fn ack(&mut self, events: &[Claimed<PgHandle>]) -> Result<()> {
-        self.settle(
-            Which::Done,
-            events.iter().map(|e| e.handle.clone()).collect(),
-        )
-        .await
-    }
-
-    async fn dead_letter(&mut self, events: &[DeadLetter<PgHandle>]) -> Result<()> {
-        if self.config.mark_failed.is_none() {
-            // Parked: the lock stays held, so no replica retries the row while we live.
-            return Ok(());
-        }
-        self.settle(
-            Which::Failed,
-            events.iter().map(|e| e.event.handle.clone()).collect(),
-        )
-        .await
-    }
-
-    async fn release(&mut self, events: &[Claimed<PgHandle>]) -> Result<()> {
-        let rows: Vec<PgHandle> = events.iter().map(|e| e.handle.clone()).collect();
-        self.release_rows(&rows).await
-    }
-
-    fn fence(handle: &PgHandle) -> Option<&CancellationToken> {
-        Some(&handle.fence)
-    }
-
-    async fn flush(&mut self) -> Result<()> {
-        self.finish_pending().await
-    }
-
-    async fn backlog(&mut self) -> Result<Option<u64>> {
+    async fn count_backlog(&mut self) -> Result<Option<u64>> {
         self.ensure().await?;
         let claimer = Self::claimer(&mut self.claimer)?;
         if claimer.count.is_none() {
