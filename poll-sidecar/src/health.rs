@@ -129,7 +129,7 @@ impl Backoff {
     }
 
     /// The wait before the next attempt, after one more failure.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let base = FIRST_WAIT
             .saturating_mul(1 << self.failures.min(16))
             .min(self.cap);
@@ -152,12 +152,12 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {
         let mut b = Backoff::new(Duration::from_secs(1));
-        let waits: Vec<Duration> = (0..8).map(|_| b.next()).collect();
+        let waits: Vec<Duration> = (0..8).map(|_| b.next_wait()).collect();
         assert!(waits[0] >= Duration::from_millis(50) && waits[0] <= FIRST_WAIT);
         assert!(waits[3] >= Duration::from_millis(400));
         assert!(waits.iter().all(|w| *w <= Duration::from_secs(1)));
         b.reset();
-        assert!(b.next() <= FIRST_WAIT);
+        assert!(b.next_wait() <= FIRST_WAIT);
     }
 
     #[test]

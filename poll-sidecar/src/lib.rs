@@ -192,7 +192,7 @@ where
     loop {
         if started.health.down().is_some() {
             tokio::select! {
-                () = tokio::time::sleep(backoff.next()) => {}
+                () = tokio::time::sleep(backoff.next_wait()) => {}
                 () = shutdown.cancelled() => return Ok(None),
             }
         }

@@ -293,7 +293,7 @@ impl<S: Source> Pump<S> {
                         // Logged by the health (at most every few seconds in an outage).
                         self.metrics.source_errors.inc();
                         self.health.failed(&error);
-                        idle_until = Some(Instant::now() + reconnect.next());
+                        idle_until = Some(Instant::now() + reconnect.next_wait());
                     }
                 }
                 // The backlog gauge: when idle, and at most every few seconds during a backlog.
