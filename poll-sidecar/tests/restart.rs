@@ -6,7 +6,7 @@
 //! times (counted from the handler's record), and no sidecar may exit.
 //!
 //! Each test starts a private server on a free port (PostgreSQL as the
-//! `postgres` user, MariaDB, redis-server with an append-only file) so it can
+//! `postgres` user, MariaDB, redis-server with an append-only file, SeaweedFS) so it can
 //! restart it without touching the shared services; a missing server binary
 //! fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use support::db::Db;
-use support::servers::{PrivateMariadb, PrivatePostgres, PrivateRedis};
+use support::servers::{PrivateMariadb, PrivatePostgres, PrivateRedis, PrivateSeaweedfs};
 use support::{Handler, Sidecar, concurrent_duplicates, free_port, http_get, wait_until};
 
 const EVENTS: usize = 3000;
@@ -259,4 +259,86 @@ async fn redis_restart_mid_run_three_replicas_then_dead_consumers_leave_nothing(
     })
     .await;
     assert!(replicas[0].0.exited().is_none(), "{}", replicas[0].0.log());
+}
+
+/// S3 (SeaweedFS) restarted while the lease holder delivers a bucket: every
+/// object delivered, none twice at once, no replica exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_restart_mid_run_three_replicas() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use kipper_poll::config::{S3Connection, Secret};
+    use kipper_poll::source::s3::bucket::Bucket;
+    const OBJECTS: usize = 600;
+    let mut server = PrivateSeaweedfs::start();
+    let connection = S3Connection {
+        endpoint: format!("http://127.0.0.1:{}", server.s3_port),
+        access_key: "kipper-test-access".into(),
+        secret_key: Secret::new("kipper-test-secret-only-for-local-tests"),
+    };
+    let bucket = Bucket::new(&connection, "restart");
+    wait_until("the bucket created", LONG, async || {
+        bucket
+            .client()
+            .create_bucket()
+            .bucket("restart")
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    for i in 0..OBJECTS {
+        bucket
+            .client()
+            .put_object()
+            .bucket("restart")
+            .key(format!("o{i:04}"))
+            .body(ByteStream::from(format!("{i}").into_bytes()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let handler = Handler::start(0, &HANDLER);
+    let mut env = support::base_env("minio", &server.url(), &handler.url());
+    env.push(("KIPPER_MINIO_BUCKET".into(), "restart".into()));
+    env.push(("KIPPER_MINIO_LEASE".into(), "6s".into()));
+    let mut replicas = three(&env);
+    let keys = |handler: &Handler| -> HashSet<String> {
+        handler
+            .deliveries()
+            .iter()
+            .filter(|d| d.status == 200)
+            .filter_map(|d| d.body["s3"]["object"]["key"].as_str().map(str::to_owned))
+            .collect()
+    };
+    wait_until("a quarter delivered", LONG, async || {
+        keys(&handler).len() >= OBJECTS / 4
+    })
+    .await;
+    let before = keys(&handler).len();
+    server.restart();
+    let after = keys(&handler).len();
+    assert!(
+        after < OBJECTS,
+        "the restart came before the end: {before}..{after}"
+    );
+    eprintln!(
+        "s3 restart test: {before} objects delivered when the restart began, {after} when it ended"
+    );
+    wait_until("every object delivered", LONG, async || {
+        keys(&handler).len() == OBJECTS
+    })
+    .await;
+    let deliveries = handler.deliveries();
+    let duplicates = concurrent_duplicates(&deliveries);
+    assert!(
+        duplicates.is_empty(),
+        "concurrent duplicates: {duplicates:?}"
+    );
+    for (sidecar, _) in replicas.iter_mut() {
+        assert!(
+            sidecar.exited().is_none(),
+            "a replica exited: {}",
+            sidecar.log()
+        );
+    }
 }

@@ -285,3 +285,89 @@ impl Drop for PrivateRedis {
         }
     }
 }
+
+/// A private SeaweedFS (`weed mini`: master, volume, filer and S3 in one
+/// process) with the identities of scripts/seaweedfs-s3.json, every port
+/// free-picked, data in a temporary directory kept across a restart.
+pub struct PrivateSeaweedfs {
+    pub s3_port: u16,
+    ports: Vec<u16>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateSeaweedfs {
+    pub fn start() -> Self {
+        let mut server = Self {
+            s3_port: free_port(),
+            ports: (0..11).map(|_| free_port()).collect(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let d = self.dir.path();
+        let log = d.join("weed.log");
+        let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/seaweedfs-s3.json");
+        let p = &self.ports;
+        let child = Command::new("weed")
+            .arg("mini")
+            .arg(format!("-dir={}", d.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-s3.config={}", config.display()))
+            .args([
+                "-admin.ui=false",
+                "-webdav=false",
+                "-master.telemetry=false",
+            ])
+            .arg(format!("-master.port={}", p[0]))
+            .arg(format!("-master.port.grpc={}", p[1]))
+            .arg(format!("-volume.port={}", p[2]))
+            .arg(format!("-volume.port.grpc={}", p[3]))
+            .arg(format!("-filer.port={}", p[4]))
+            .arg(format!("-filer.port.grpc={}", p[5]))
+            .arg(format!("-s3.port={}", self.s3_port))
+            .arg(format!("-s3.port.grpc={}", p[6]))
+            .arg(format!("-admin.port={}", p[7]))
+            .arg(format!("-admin.port.grpc={}", p[8]))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .current_dir(d)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("weed (SeaweedFS) is required, as scripts/services.sh says");
+        self.child = Some(child);
+        wait_for_port("weed mini (S3)", self.s3_port, &log);
+    }
+
+    /// SIGTERM, wait for the exit, start again on the same ports and data.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+        self.launch();
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "http://kipper-test-access:kipper-test-secret-only-for-local-tests@127.0.0.1:{}",
+            self.s3_port
+        )
+    }
+}
+
+impl Drop for PrivateSeaweedfs {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
