@@ -315,12 +315,11 @@ async fn s3_restart_mid_run_three_replicas() {
     })
     .await;
     let before = keys(&handler).len();
+    // Deliveries of what was listed go on while the server is down; the
+    // outage hits the listing, the checkpoint writes and the lease renewals.
+    assert!(before < OBJECTS, "the restart began mid-run: {before}");
     server.restart();
     let after = keys(&handler).len();
-    assert!(
-        after < OBJECTS,
-        "the restart came before the end: {before}..{after}"
-    );
     eprintln!(
         "s3 restart test: {before} objects delivered when the restart began, {after} when it ended"
     );
