@@ -1,6 +1,7 @@
 //! The admin port: `/metrics` (Prometheus text), `/healthz` (the process is
-//! alive) and `/readyz` (200 while the target accepts deliveries, 503 while
-//! the readiness gate is closed).
+//! alive) and `/readyz` (200 while the target accepts deliveries and the
+//! source answers; 503 with the reason while the readiness gate is closed or
+//! the source is unreachable).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::Deliverer;
+use crate::health::SourceHealth;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
@@ -24,6 +26,7 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
     deliverer: Deliverer,
+    health: SourceHealth,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -47,9 +50,10 @@ pub async fn serve(
             };
             let metrics = metrics.clone();
             let deliverer = deliverer.clone();
+            let health = health.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    let answer = answer(&request, &metrics, &deliverer);
+                    let answer = answer(&request, &metrics, &deliverer, &health);
                     async move { Ok::<_, Infallible>(answer) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -64,6 +68,7 @@ fn answer(
     request: &Request<Incoming>,
     metrics: &Metrics,
     deliverer: &Deliverer,
+    health: &SourceHealth,
 ) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {
         "/metrics" => (
@@ -76,13 +81,25 @@ fn answer(
             "application/json",
             Bytes::from_static(b"{\"ok\":true}"),
         ),
-        "/readyz" => match deliverer.gate().closed() {
-            None => (
+        "/readyz" => match (health.down(), deliverer.gate().closed()) {
+            (None, None) => (
                 StatusCode::OK,
                 "application/json",
                 Bytes::from_static(b"{\"ready\":true}"),
             ),
-            Some(why) => (
+            (Some(error), _) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                Bytes::from(
+                    serde_json::json!({
+                        "ready": false,
+                        "reason": "SourceUnreachable",
+                        "error": error,
+                    })
+                    .to_string(),
+                ),
+            ),
+            (None, Some(why)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "application/json",
                 Bytes::from(format!("{{\"ready\":false,\"reason\":\"{why:?}\"}}")),

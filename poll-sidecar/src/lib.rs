@@ -12,6 +12,7 @@ pub mod admin;
 pub mod config;
 pub mod delivery;
 mod error;
+pub mod health;
 pub mod metrics;
 pub mod pump;
 pub mod shutdown;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, S3Mode, SourceConfig};
 use crate::delivery::Deliverer;
+use crate::health::{Backoff, SourceHealth};
 use crate::metrics::Metrics;
 use crate::pump::Pump;
 use crate::source::Source;
@@ -32,30 +34,48 @@ use crate::source::Source;
 /// A SQL source is connected, and every statement prepared, before the admin
 /// port opens or anything is logged: a query or placeholder the database
 /// refuses is bad configuration ([`Error::is_config`]), reported as the one
-/// line of a refused start. Redis and S3 connect after the admin port is up,
-/// since reaching them may take a while of retries.
+/// line of a refused start. A source that cannot be reached (down,
+/// restarting, loading, refusing the login) is not: the admin port opens,
+/// `/readyz` reports the outage, and the connection is retried with backoff
+/// until it succeeds or SIGTERM ([`health`]); a SQL query first checked after
+/// such a wait may still stop the start with exit code 2.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     match &config.source {
         SourceConfig::Postgres(sql) => {
-            let source = source::postgres::PostgresSource::connect(sql).await?;
-            let started = Started::new(&config, &shutdown).await?;
+            let first = source::postgres::PostgresSource::connect(sql).await;
+            let Some((source, started)) = connected(first, &config, &shutdown, "postgres", || {
+                source::postgres::PostgresSource::connect(sql)
+            })
+            .await?
+            else {
+                return Ok(());
+            };
             let result = pump(source, &config, &started, shutdown).await;
             started.finish().await;
             result
         }
         SourceConfig::Mysql(sql) => {
-            let source = source::mysql::MysqlSource::connect(sql).await?;
-            let started = Started::new(&config, &shutdown).await?;
+            let first = source::mysql::MysqlSource::connect(sql).await;
+            let Some((source, started)) = connected(first, &config, &shutdown, "mysql", || {
+                source::mysql::MysqlSource::connect(sql)
+            })
+            .await?
+            else {
+                return Ok(());
+            };
             let result = pump(source, &config, &started, shutdown).await;
             started.finish().await;
             result
         }
         SourceConfig::Redis(redis) => {
-            let started = Started::new(&config, &shutdown).await?;
-            // Connecting retries a while (a Redis that is restarting); SIGTERM need not wait.
-            let source = tokio::select! {
-                source = source::redis::RedisSource::connect(redis) => source?,
-                () = shutdown.cancelled() => return Ok(()),
+            let started = Started::new(&config, &shutdown, "redis").await?;
+            let Some(source) = retry_connect(&config, &started, &shutdown, || {
+                source::redis::RedisSource::connect(redis)
+            })
+            .await?
+            else {
+                started.finish().await;
+                return Ok(());
             };
             let queue = source.queue().clone();
             let result = pump(source, &config, &started, shutdown).await;
@@ -71,10 +91,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             result
         }
         SourceConfig::S3(s3) => {
-            let started = Started::new(&config, &shutdown).await?;
+            let started = Started::new(&config, &shutdown, "s3").await?;
             let result = match &s3.mode {
                 S3Mode::Poll { .. } => {
-                    let source = source::s3::S3Source::connect(s3).await?;
+                    let Some(source) = retry_connect(&config, &started, &shutdown, || {
+                        source::s3::S3Source::connect(s3)
+                    })
+                    .await?
+                    else {
+                        started.finish().await;
+                        return Ok(());
+                    };
                     let lease = source.lease_releaser();
                     let result = pump(source, &config, &started, shutdown).await;
                     // Another replica (or the next pod) takes over now, not after the lease expires.
@@ -117,21 +144,104 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
 }
 
+/// A SQL source after its first connection attempt `first`: bad configuration
+/// is returned before anything listens; an unreachable server opens the admin
+/// port and is retried until it answers. `None`: SIGTERM came first.
+async fn connected<S, F, Fut>(
+    first: Result<S>,
+    config: &Config,
+    shutdown: &CancellationToken,
+    kind: &'static str,
+    connect: F,
+) -> Result<Option<(S, Started)>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S>>,
+{
+    match first {
+        Ok(source) => Ok(Some((source, Started::new(config, shutdown, kind).await?))),
+        Err(error) if error.is_config() => Err(error),
+        Err(error) => {
+            let started = Started::new(config, shutdown, kind).await?;
+            started.health.failed(&error);
+            match retry_connect(config, &started, shutdown, connect).await? {
+                Some(source) => Ok(Some((source, started))),
+                None => {
+                    started.finish().await;
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+/// Calls `connect` until it succeeds, with backoff capped at the poll
+/// interval, reporting the outage into the health; bad configuration is
+/// returned at once. `None`: SIGTERM came first.
+async fn retry_connect<S, F, Fut>(
+    config: &Config,
+    started: &Started,
+    shutdown: &CancellationToken,
+    mut connect: F,
+) -> Result<Option<S>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S>>,
+{
+    let mut backoff = Backoff::new(config.pump.poll_interval);
+    loop {
+        if started.health.down().is_some() {
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_wait()) => {}
+                () = shutdown.cancelled() => return Ok(None),
+            }
+        }
+        let attempt = tokio::select! {
+            attempt = connect() => attempt,
+            () = shutdown.cancelled() => return Ok(None),
+        };
+        match attempt {
+            Ok(source) => {
+                started.health.ok();
+                return Ok(Some(source));
+            }
+            Err(error) if error.is_config() => return Err(error),
+            Err(error) => {
+                started.metrics.source_errors.inc();
+                started.health.failed(&error);
+            }
+        }
+    }
+}
+
 /// What runs beside the source: metrics, the deliverer, the admin port.
 struct Started {
     metrics: Metrics,
     deliverer: Deliverer,
+    health: SourceHealth,
     admin: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Started {
     /// Opens the admin port and logs the start.
-    async fn new(config: &Config, shutdown: &CancellationToken) -> Result<Self> {
+    async fn new(
+        config: &Config,
+        shutdown: &CancellationToken,
+        kind: &'static str,
+    ) -> Result<Self> {
         let metrics = Metrics::new();
         let deliverer = Deliverer::new(&config.delivery, metrics.clone());
+        let health = SourceHealth::new(kind, metrics.clone());
         let admin = match config.admin {
             Some(addr) => Some(
-                admin::serve(addr, metrics.clone(), deliverer.clone(), shutdown.clone()).await?,
+                admin::serve(
+                    addr,
+                    metrics.clone(),
+                    deliverer.clone(),
+                    health.clone(),
+                    shutdown.clone(),
+                )
+                .await?,
             ),
             None => None,
         };
@@ -146,6 +256,7 @@ impl Started {
         Ok(Self {
             metrics,
             deliverer,
+            health,
             admin,
         })
     }
@@ -171,6 +282,7 @@ async fn pump<S: Source>(
         config.delivery.concurrency,
         started.metrics.clone(),
     )
+    .with_health(started.health.clone())
     .run(shutdown)
     .await;
     Ok(())

@@ -57,6 +57,10 @@ pub struct Metrics {
     pub delivery_seconds: Histogram,
     /// Errors talking to the source (claim, ack, reconnects).
     pub source_errors: Counter,
+    /// 1 while the source answers, 0 during an outage (see [`crate::health`]).
+    pub source_up: Gauge,
+    /// Outages of the source that ended: the source was reached again.
+    pub source_reconnects: Counter,
     registry: Arc<Registry>,
 }
 
@@ -87,6 +91,8 @@ impl Metrics {
         let source_errors = Counter::default();
         let gate_state = Family::<GateLabel, Gauge>::default();
         let readiness_probes = Family::<ProbeLabel, Counter>::default();
+        let source_up = Gauge::default();
+        let source_reconnects = Counter::default();
         // 100 µs .. ~26 s: a local handler answers in well under a millisecond,
         // a slow one in seconds.
         let delivery_seconds = Histogram::new([
@@ -149,6 +155,16 @@ impl Metrics {
             source_errors.clone(),
         );
         registry.register(
+            "source_up",
+            "1 while the source answers, 0 while it is unreachable",
+            source_up.clone(),
+        );
+        registry.register(
+            "source_reconnects",
+            "Times the source was reached again after an outage (restart, lost connection, unreachable at start)",
+            source_reconnects.clone(),
+        );
+        registry.register(
             "delivery_duration_seconds",
             "Duration of one delivery attempt",
             delivery_seconds.clone(),
@@ -166,6 +182,8 @@ impl Metrics {
             readiness_probes,
             delivery_seconds,
             source_errors,
+            source_up,
+            source_reconnects,
             registry: Arc::new(registry),
         }
     }
@@ -206,6 +224,8 @@ mod tests {
             "kipper_poll_events_dead_lettered_total",
             "kipper_poll_events_in_flight",
             "kipper_poll_source_backlog",
+            "kipper_poll_source_up",
+            "kipper_poll_source_reconnects_total",
             "kipper_poll_delivery_duration_seconds_bucket",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");

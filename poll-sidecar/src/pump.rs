@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PumpConfig;
 use crate::delivery::{Deliverer, Settled};
+use crate::health::{Backoff, SourceHealth};
 use crate::metrics::Metrics;
 use crate::source::{Claimed, DeadLetter, Source};
 
@@ -42,6 +43,7 @@ pub struct Pump<S: Source> {
     config: PumpConfig,
     concurrency: usize,
     metrics: Metrics,
+    health: SourceHealth,
 }
 
 /// What finished deliveries left to tell the source.
@@ -151,13 +153,13 @@ where
     }
 }
 
-async fn deliver<H>(
+async fn deliver<S: Source>(
     deliverer: Deliverer,
-    event: Claimed<H>,
+    event: Claimed<S::Handle>,
     cancel: CancellationToken,
-) -> (Claimed<H>, Settled) {
+) -> (Claimed<S::Handle>, Settled) {
     let settled = deliverer
-        .deliver_with_retries(&event.id, &event.body, &cancel)
+        .deliver_fenced(&event.id, &event.body, &cancel, S::fence(&event.handle))
         .await;
     (event, settled)
 }
@@ -172,12 +174,20 @@ impl<S: Source> Pump<S> {
         metrics: Metrics,
     ) -> Self {
         Self {
+            health: SourceHealth::new(source.kind(), metrics.clone()),
             source,
             deliverer,
             config,
             concurrency,
             metrics,
         }
+    }
+
+    /// Reports the source's reachability into `health` (shared with
+    /// `/readyz`) rather than into a health of its own.
+    pub fn with_health(mut self, health: SourceHealth) -> Self {
+        self.health = health;
+        self
     }
 
     /// Runs until `shutdown`, then drains within the grace period.
@@ -191,13 +201,16 @@ impl<S: Source> Pump<S> {
         let mut flight = Flight {
             queue: VecDeque::new(),
             active: FuturesUnordered::new(),
-            start: move |event| deliver(deliverer.clone(), event, delivery_cancel.clone()),
+            start: move |event| deliver::<S>(deliverer.clone(), event, delivery_cancel.clone()),
             concurrency: self.concurrency,
         };
         let mut settled = Settlement::new();
         let mut idle_until: Option<Instant> = None;
         let mut grace_deadline: Option<Instant> = None;
         let mut backlog_at = Instant::now();
+        // A failing source is retried sooner than the poll interval at first:
+        // a restarted server is found again within a fraction of a second.
+        let mut reconnect = Backoff::new(self.config.poll_interval);
 
         loop {
             flight.refill();
@@ -266,6 +279,8 @@ impl<S: Source> Pump<S> {
                 let want = batch.min(max_held - held);
                 match drive(self.source.claim(want), &mut flight, &mut settled).await {
                     Ok(events) => {
+                        self.health.ok();
+                        reconnect.reset();
                         tracing::debug!(message = "Claimed.", events = events.len(), held);
                         if events.is_empty() {
                             idle_until = Some(Instant::now() + self.config.poll_interval);
@@ -275,13 +290,17 @@ impl<S: Source> Pump<S> {
                         flight.queue.extend(events);
                     }
                     Err(error) => {
+                        // Logged by the health (at most every few seconds in an outage).
                         self.metrics.source_errors.inc();
-                        tracing::warn!(message = "Claim failed; retrying after the poll interval.", %error, source = self.source.kind());
-                        idle_until = Some(Instant::now() + self.config.poll_interval);
+                        self.health.failed(&error);
+                        idle_until = Some(Instant::now() + reconnect.next_wait());
                     }
                 }
                 // The backlog gauge: when idle, and at most every few seconds during a backlog.
-                if idle_until.is_some() || backlog_at.elapsed() >= BACKLOG_EVERY {
+                // Not during an outage: each count would try to reconnect once more.
+                if self.health.down().is_none()
+                    && (idle_until.is_some() || backlog_at.elapsed() >= BACKLOG_EVERY)
+                {
                     backlog_at = Instant::now();
                     let counted = drive(self.source.backlog(), &mut flight, &mut settled).await;
                     self.set_backlog(counted);
@@ -333,6 +352,7 @@ impl<S: Source> Pump<S> {
     fn report(&self, what: &'static str, events: usize, result: crate::Result<()>) {
         if let Err(error) = result {
             self.metrics.source_errors.inc();
+            self.health.failed(&error);
             tracing::warn!(
                 message = "Source call failed; the events stay in the source and come back later.",
                 call = what,

@@ -10,6 +10,9 @@ overlapped in time. Its behaviour comes from the arguments:
                      of the Idempotency-Key, so the same events always fail
   --fail-status S    the failing status (default 500)
   --fail-first N     fail the first N attempts of every event (then succeed)
+  --flaky-percent N  fail the first attempt of N% of events (by key hash)
+  --slow-percent N   first attempts of N% of other events take --slow-ms
+  --slow-ms MS       (default 1500): in flight while a server restarts
   --delay-ms MS      sleep before answering (a slow handler: timeouts)
   --status S         answer every request with S (e.g. 503: not ready)
   --retry-after S    add Retry-After: S to failing answers
@@ -30,8 +33,14 @@ lock = threading.Lock()
 record = None
 
 
+def bucket(key, salt):
+    return int(hashlib.sha256((salt + key).encode()).hexdigest()[:8], 16) % 100
+
+
 def failing(key, attempt):
     if args.fail_first and attempt <= args.fail_first:
+        return True
+    if args.flaky_percent and attempt == 1 and bucket(key, "flaky") < args.flaky_percent:
         return True
     if args.fail_percent:
         h = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100
@@ -60,6 +69,8 @@ class Handler(BaseHTTPRequestHandler):
         attempt = int(self.headers.get("Kipper-Attempt") or 0)
         if args.delay_ms:
             time.sleep(args.delay_ms / 1000.0)
+        if args.slow_percent and attempt == 1 and bucket(key, "slow") < args.slow_percent:
+            time.sleep(args.slow_ms / 1000.0)
         if args.status:
             status = args.status
         elif failing(key, attempt):
@@ -115,6 +126,9 @@ def main():
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--status", type=int, default=0)
     p.add_argument("--retry-after", type=int, default=None)
+    p.add_argument("--flaky-percent", type=int, default=0)
+    p.add_argument("--slow-percent", type=int, default=0)
+    p.add_argument("--slow-ms", type=int, default=1500)
     args = p.parse_args()
     record = open(args.record, "a", buffering=1)
     server = Server(("127.0.0.1", args.port), Handler)

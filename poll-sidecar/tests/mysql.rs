@@ -18,6 +18,11 @@ async fn retries_then_dead_letters() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn worker_died_502_counts_and_dead_letters() {
+    scenarios::worker_died_502_counts_and_dead_letters(Db::mysql().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn timeouts_retried_then_dead_lettered() {
     scenarios::timeouts_retried_then_dead_lettered(Db::mysql().await).await;
 }
@@ -107,7 +112,7 @@ async fn lost_connection_mid_run_loses_nothing() {
             "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{t}'"
         ))
         .await;
-    assert_eq!(ids.len(), 2, "the claim and writer connections");
+    assert_eq!(ids.len(), 3, "the claim, watcher and writer connections");
     for id in ids {
         db.exec(&format!("KILL {id}")).await;
     }

@@ -18,6 +18,11 @@ async fn retries_then_dead_letters() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn worker_died_502_counts_and_dead_letters() {
+    scenarios::worker_died_502_counts_and_dead_letters(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn timeouts_retried_then_dead_lettered() {
     scenarios::timeouts_retried_then_dead_lettered(Db::postgres().await).await;
 }

@@ -1,6 +1,6 @@
 //! What a user sees when kipper-poll cannot start, through the real binary:
-//! the exact line, the exit code (2 bad configuration, 1 a failure at run
-//! time), the JSON log line as one object with distinct keys, and no
+//! the exact line, the exit code (2 bad configuration), a source that cannot
+//! be reached waited for (no exit, `/readyz` 503), the JSON log line as one object with distinct keys, and no
 //! password anywhere. The connection tests use closed local ports and the
 //! real local PostgreSQL and MariaDB (scripts/services.sh); a missing server
 //! fails them.
@@ -77,23 +77,76 @@ fn refused(args: &[&str], env: &[(&str, &str)], line: &str) {
     assert_eq!(stdout, "", "nothing on stdout");
 }
 
-/// A failure at run time: exit code 1 and one JSON error line on stderr
-/// whose `error` is `error`; the password appears nowhere.
-fn failed(env: &[(&str, &str)], error: &str) {
-    let (code, stdout, stderr) = run(&[], env);
-    assert_eq!(code, 1, "exit code 1 for a failure at run time: {stderr}");
-    assert_eq!(stdout, "");
-    assert!(!stderr.contains("s3cret"), "no password: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    let keys = keys_of(stderr.trim());
+/// A source that cannot be reached at start is an outage to wait out, not an
+/// exit (a restart loop in Kubernetes): the sidecar keeps running, logs one
+/// JSON warning whose `error` begins with `error` (and no more than one more per
+/// [`kipper_poll::health::LOG_EVERY`]), answers 503 on `/readyz` with the
+/// error, shows `kipper_poll_source_up 0`, and stops cleanly on SIGTERM. The
+/// password appears nowhere.
+fn waits_for_the_source(env: &[(&str, &str)], error: &str) {
+    let admin = support::free_port().to_string();
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.push(("KIPPER_ADMIN_PORT".into(), admin.clone()));
+    env.push(("KIPPER_POLL_INTERVAL".into(), "300ms".into()));
+    let mut sidecar = support::Sidecar::start(&env);
+    let port: u16 = admin.parse().unwrap();
+    let start = std::time::Instant::now();
+    let warning = loop {
+        let found = sidecar
+            .log()
+            .lines()
+            .find(|l| l.contains("Source unreachable"))
+            .map(str::to_owned);
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(sidecar.exited().is_none(), "exited: {}", sidecar.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no warning: {}",
+            sidecar.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let keys = keys_of(&warning);
     let mut distinct = keys.clone();
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), keys.len(), "distinct keys: {keys:?}");
-    let json: Value = serde_json::from_str(stderr.trim()).unwrap();
-    assert_eq!(json["level"], "ERROR");
-    assert_eq!(json["message"], "kipper-poll stopped.");
-    assert_eq!(json["error"], error, "{stderr}");
+    let json: Value = serde_json::from_str(&warning).unwrap();
+    assert_eq!(json["level"], "WARN");
+    let said = json["error"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with(error),
+        "error {said:?}, expected {error:?}"
+    );
+    // Several retries later: still running, still reporting the outage.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sidecar.exited().is_none(), "exited: {}", sidecar.log());
+    let ready = support::http_get(port, "/readyz");
+    assert!(
+        ready.starts_with("HTTP/1.0 503") || ready.starts_with("HTTP/1.1 503"),
+        "{ready}"
+    );
+    assert!(ready.contains("SourceUnreachable"), "{ready}");
+    let metrics = support::http_get(port, "/metrics");
+    assert!(metrics.contains("kipper_poll_source_up 0"), "{metrics}");
+    let log = sidecar.log();
+    assert!(
+        !log.contains("s3cret") && !ready.contains("s3cret"),
+        "no password: {log}"
+    );
+    assert!(
+        log.lines().filter(|l| l.contains("unreachable")).count() <= 2,
+        "rate-limited log: {log}"
+    );
+    let status = sidecar
+        .terminate(Duration::from_secs(10))
+        .expect("stops on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", sidecar.log());
 }
 
 #[test]
@@ -203,7 +256,7 @@ fn an_unknown_placeholder_is_bad_configuration() {
 fn postgres_on_a_closed_port() {
     let port = closed_port();
     let url = format!("postgres://app:s3cret@127.0.0.1:{port}/shop");
-    failed(
+    waits_for_the_source(
         &[
             ("KIPPER_TRIGGER", "postgres"),
             ("KIPPER_SOURCE_URL", &url),
@@ -217,7 +270,7 @@ fn postgres_on_a_closed_port() {
 
 #[test]
 fn postgres_unknown_host() {
-    failed(
+    waits_for_the_source(
         &[
             ("KIPPER_TRIGGER", "postgres"),
             (
@@ -234,7 +287,7 @@ fn postgres_unknown_host() {
 fn postgres_unknown_user_and_database() {
     let user = support::unique("kp_nobody");
     let url = format!("postgres://{user}:s3cret@127.0.0.1:5432/postgres");
-    failed(
+    waits_for_the_source(
         &[
             ("KIPPER_TRIGGER", "postgres"),
             ("KIPPER_SOURCE_URL", &url),
@@ -246,7 +299,7 @@ fn postgres_unknown_user_and_database() {
     );
     let database = support::unique("kp_nodb");
     let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
-    failed(
+    waits_for_the_source(
         &[
             ("KIPPER_TRIGGER", "postgres"),
             ("KIPPER_SOURCE_URL", &url),
@@ -262,7 +315,7 @@ fn postgres_unknown_user_and_database() {
 fn mysql_on_a_closed_port() {
     let port = closed_port();
     let url = format!("mysql://app:s3cret@127.0.0.1:{port}/shop");
-    failed(
+    waits_for_the_source(
         &[
             ("KIPPER_TRIGGER", "mysql"),
             ("KIPPER_SOURCE_URL", &url),
@@ -277,7 +330,7 @@ fn mysql_on_a_closed_port() {
 #[test]
 fn mysql_wrong_password_and_unknown_database() {
     // root has no password on the test server: any password is wrong.
-    failed(
+    waits_for_the_source(
         &[
             ("KIPPER_TRIGGER", "mysql"),
             (
@@ -290,7 +343,7 @@ fn mysql_wrong_password_and_unknown_database() {
     );
     let database = support::unique("kp_nodb");
     let url = format!("mysql://root@127.0.0.1:3306/{database}");
-    failed(
+    waits_for_the_source(
         &[
             ("KIPPER_TRIGGER", "mysql"),
             ("KIPPER_SOURCE_URL", &url),
@@ -299,6 +352,29 @@ fn mysql_wrong_password_and_unknown_database() {
         &format!(
             "mysql: cannot connect to 127.0.0.1:3306 as user \"root\", database \"{database}\": Unknown database '{database}' (error 1049); check the database name, the path of KIPPER_SOURCE_URL (or the binding's NAME), and that it was created"
         ),
+    );
+}
+
+#[test]
+fn redis_on_a_closed_port_and_s3_on_a_closed_port() {
+    let port = closed_port();
+    let url = format!("redis://:s3cret@127.0.0.1:{port}/0");
+    waits_for_the_source(
+        &[
+            ("KIPPER_TRIGGER", "redis"),
+            ("KIPPER_SOURCE_URL", &url),
+            ("KIPPER_REDIS_LIST", "kp_startup_jobs"),
+        ],
+        &format!("redis: connecting to 127.0.0.1:{port} (db 0): "),
+    );
+    let url = format!("http://key:s3cret@127.0.0.1:{port}");
+    waits_for_the_source(
+        &[
+            ("KIPPER_TRIGGER", "minio"),
+            ("KIPPER_SOURCE_URL", &url),
+            ("KIPPER_MINIO_BUCKET", "kp-startup"),
+        ],
+        "s3: ",
     );
 }
 

@@ -174,6 +174,11 @@ pub struct SqlConfig {
     pub mark_done: Option<Template>,
     /// `KIPPER_MARK_FAILED`, parsed.
     pub mark_failed: Option<Template>,
+    /// How long after the database server started no row is claimed: the
+    /// delivery timeout plus a margin, so that deliveries of rows whose
+    /// locks died with the previous server have ended (see
+    /// [`crate::source::sql`], "Across a restart of the database").
+    pub restart_quiet: Duration,
 }
 
 /// The Redis trigger.
@@ -343,7 +348,7 @@ impl Args {
                 .clone()
                 .unwrap_or_else(|| default.to_string())
         };
-        let source = match trigger.as_str() {
+        let mut source = match trigger.as_str() {
             "postgres" | "postgresql" => SourceConfig::Postgres(self.sql(
                 connection::sql(env, url, &prefix("DB_"), &["postgres", "postgresql"], 5432)?,
                 Dialect::Postgres,
@@ -413,6 +418,9 @@ impl Args {
                 "KIPPER_DELIVERY_TIMEOUT",
                 "must be more than 0, e.g. 30s",
             ));
+        }
+        if let SourceConfig::Postgres(sql) | SourceConfig::Mysql(sql) = &mut source {
+            sql.restart_quiet = delivery.timeout + crate::source::sql::RESTART_MARGIN;
         }
         let pump = PumpConfig {
             batch_size: number("KIPPER_BATCH_SIZE", &self.batch_size, 1, 5_000)?,
@@ -504,6 +512,7 @@ impl Args {
             query,
             mark_done: template("KIPPER_MARK_DONE", &self.mark_done)?,
             mark_failed: template("KIPPER_MARK_FAILED", &self.mark_failed)?,
+            restart_quiet: Duration::ZERO,
         })
     }
 }

@@ -12,7 +12,10 @@
 //! Every attempt carries `Idempotency-Key: <event id>` and
 //! `Kipper-Attempt: <n>`. Refused connections and 503s close the readiness
 //! [`Gate`] and are retried without counting against the cap: they say the
-//! handler is not ready, not that the event is bad.
+//! handler is not ready, not that the event is bad. Every other failure
+//! counts, `Retry-After` or not: a 502 (kipper-shim: the worker died under
+//! this request) or 504 is this event's failed attempt, so a poison event
+//! that kills its worker reaches the cap and is dead-lettered.
 
 pub mod backoff;
 pub mod gate;
@@ -69,7 +72,8 @@ pub enum Settled {
         /// The last failure.
         error: String,
     },
-    /// Shutdown came first; the event was not delivered.
+    /// Shutdown came first, or the source revoked the event (its claim was
+    /// lost: see [`Deliverer::deliver_fenced`]); no further attempt was made.
     Cancelled {
         /// Attempts made.
         attempts: u32,
@@ -283,7 +287,23 @@ impl Deliverer {
         body: &Bytes,
         cancel: &CancellationToken,
     ) -> Settled {
+        self.deliver_fenced(id, body, cancel, None).await
+    }
+
+    /// [`Self::deliver_with_retries`], and no attempt starts once `fence` is
+    /// cancelled: the source lost its claim on the event (a SQL session that
+    /// ended with its server), so another replica may take it. An attempt
+    /// already sent cannot be recalled; it ends within the delivery timeout.
+    pub async fn deliver_fenced(
+        &self,
+        id: &str,
+        body: &Bytes,
+        cancel: &CancellationToken,
+        fence: Option<&CancellationToken>,
+    ) -> Settled {
         let inner = &*self.inner;
+        let never = CancellationToken::new();
+        let fence = fence.unwrap_or(&never);
         if body.len() > MAX_EVENT_BYTES {
             // A bad event must not block the others: dead-letter it unsent.
             let error = format!(
@@ -295,6 +315,9 @@ impl Deliverer {
         let mut attempts = 0u32;
         let mut counted = 0u32;
         loop {
+            if fence.is_cancelled() {
+                return Settled::Cancelled { attempts };
+            }
             attempts += 1;
             let failure = match self.deliver(id, attempts, body.clone()).await {
                 Outcome::Delivered => {
@@ -332,6 +355,7 @@ impl Deliverer {
             };
             tokio::select! {
                 () = cancel.cancelled() => return Settled::Cancelled { attempts },
+                () = fence.cancelled() => return Settled::Cancelled { attempts },
                 () = tokio::time::sleep(wait) => {}
             }
         }

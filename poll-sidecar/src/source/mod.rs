@@ -21,6 +21,10 @@
 //!   background (a source may return from `ack` before its writes commit;
 //!   its next `ack` or `flush` reports their errors). Default: nothing.
 //! - [`Source::backlog`]: pending count for the backlog gauge, when cheap.
+//! - [`Source::fence`]`(handle)`: a token the source cancels when it loses its
+//!   claim on the event (a SQL session ended with its server); the pump then
+//!   starts no further attempt of it and hands it back through `release`.
+//!   Default: none (the claim cannot be lost while the process lives).
 //!
 //! Each method gets the whole batch so a source can make one round trip of
 //! it. The pump calls them from one task, one at a time (`&mut self`). A
@@ -99,6 +103,13 @@ pub trait Source: Send + 'static {
     /// the pump calls it before it stops.
     fn flush(&mut self) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
+    }
+
+    /// A token cancelled when this replica's claim on the event is lost; no
+    /// attempt of the event may start after that.
+    fn fence(handle: &Self::Handle) -> Option<&tokio_util::sync::CancellationToken> {
+        let _ = handle;
+        None
     }
 
     /// Events waiting in the source, if the source can count them cheaply.

@@ -25,6 +25,11 @@ impl Db {
     pub async fn postgres() -> Self {
         let url = std::env::var("KIPPER_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        Self::postgres_at(url).await
+    }
+
+    /// Connects to the PostgreSQL at `url`, or panics.
+    pub async fn postgres_at(url: String) -> Self {
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .unwrap_or_else(|e| {
@@ -38,6 +43,11 @@ impl Db {
     pub async fn mysql() -> Self {
         let url = std::env::var("KIPPER_TEST_MYSQL_URL")
             .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        Self::mysql_at(url).await
+    }
+
+    /// Connects to the MariaDB/MySQL at `url`, or panics.
+    pub async fn mysql_at(url: String) -> Self {
         let opts = mysql_async::Opts::from_url(&url).unwrap();
         let conn = mysql_async::Conn::new(opts).await.unwrap_or_else(|e| {
             panic!("MariaDB/MySQL is required at {url} (run scripts/services.sh): {e}")

@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod scenarios;
+pub mod servers;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

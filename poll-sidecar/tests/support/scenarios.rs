@@ -86,10 +86,25 @@ pub async fn drains_backlog_without_waiting(db: Db) {
 /// Handler 500s: retried, then dead-lettered (mark-failed) after exactly the
 /// attempt cap; the other rows are delivered and marked done.
 pub async fn retries_then_dead_letters(db: Db) {
+    failing_status_dead_letters(db, 500, &[]).await;
+}
+
+/// Handler 502s, as kipper-shim answers a request whose worker died under it
+/// (here even with a `Retry-After`): a failed attempt like a 500, counted and
+/// dead-lettered after the cap, never the uncounted "not ready" of a 503;
+/// every other row flows meanwhile.
+pub async fn worker_died_502_counts_and_dead_letters(db: Db) {
+    failing_status_dead_letters(db, 502, &["--retry-after=0"]).await;
+}
+
+async fn failing_status_dead_letters(db: Db, status: u64, extra: &[&str]) {
     let t = unique("kp_dead");
     let _guard = TableGuard::new(&db, &t);
     db.orders(&t, 200).await;
-    let handler = Handler::start(0, &["--fail-percent=20", "--fail-status=500"]);
+    let fail_status = format!("--fail-status={status}");
+    let mut args = vec!["--fail-percent=20", fail_status.as_str()];
+    args.extend_from_slice(extra);
+    let handler = Handler::start(0, &args);
     let _sidecar = Sidecar::start(&env(
         &db,
         &handler.url(),
@@ -107,7 +122,7 @@ pub async fn retries_then_dead_letters(db: Db) {
     let keys = by_key(&handler.deliveries());
     let failing: Vec<_> = keys
         .values()
-        .filter(|list| list.iter().all(|d| d.status == 500))
+        .filter(|list| list.iter().all(|d| d.status == status))
         .collect();
     assert!(
         !failing.is_empty() && failing.len() < 200,

@@ -12,14 +12,25 @@ use super::json::{self, Shape};
 use super::statements;
 use crate::config::SqlConfig;
 use crate::source::Claimed;
-use crate::source::sql::BoundColumns;
 use crate::source::sql::json::write_str;
+use crate::source::sql::{BoundColumns, ClaimFrom, WATCH_EVERY};
 use crate::{Error, Result};
+use tokio_util::sync::CancellationToken;
 
 /// One connection and its prepared statements.
 #[derive(Debug)]
 pub struct Session {
     pub conn: Conn,
+    /// This session's number among those the source opened.
+    pub epoch: u64,
+    /// Cancelled once the session is known to be gone (the watcher's ping
+    /// failed, or a call on it did): the fence of its rows.
+    pub fence: CancellationToken,
+    /// Not before the server has been up for the quiet period.
+    pub claim_from: ClaimFrom,
+    /// Pings the server beside the claim connection; kept for its `Drop`,
+    /// which stops it with the session.
+    pub _watcher: Watcher,
     pub claim: Statement,
     pub verify: HashMap<usize, Statement>,
     pub unlock: HashMap<usize, Statement>,
@@ -72,6 +83,7 @@ impl Session {
         keys: &[String],
         bound: &BoundColumns,
         seed: u64,
+        epoch: u64,
     ) -> Result<Self> {
         let mut conn = connect(config).await?;
         let query = &config.query;
@@ -131,8 +143,18 @@ impl Session {
                 out.freeze()
             })
             .collect();
+        let uptime: Option<(String, String)> = conn.query_first(statements::UPTIME).await?;
+        let uptime = uptime
+            .and_then(|(_, seconds)| seconds.parse::<u64>().ok())
+            .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs);
+        let fence = CancellationToken::new();
+        let watcher = Watcher::start(connect(config).await?, fence.clone());
         Ok(Self {
             conn,
+            epoch,
+            claim_from: ClaimFrom::new(uptime, config.restart_quiet),
+            fence,
+            _watcher: watcher,
             claim,
             verify: HashMap::new(),
             unlock: HashMap::new(),
@@ -141,6 +163,37 @@ impl Session {
             shapes,
             bound_at,
         })
+    }
+}
+
+/// A task that pings the server on its own connection every [`WATCH_EVERY`]
+/// and cancels the session's fence when a ping fails: mysql_async notices a
+/// closed connection only when it is used, and the claim connection may sit
+/// unused while a slow batch is delivered. Aborted when dropped.
+#[derive(Debug)]
+pub struct Watcher(tokio::task::JoinHandle<()>);
+
+impl Watcher {
+    fn start(mut conn: Conn, fence: CancellationToken) -> Self {
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = fence.cancelled() => break,
+                    () = tokio::time::sleep(WATCH_EVERY) => {}
+                }
+                if let Err(error) = conn.ping().await {
+                    tracing::warn!(message = "MySQL server lost; the claim session's rows get no further attempt.", %error);
+                    fence.cancel();
+                    break;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -213,7 +266,12 @@ pub fn events(rows: &[Row], session: &Session) -> Vec<Claimed<MyHandle>> {
         events.push(Claimed {
             id: idempotency_id(&lock).to_string(),
             body,
-            handle: MyHandle { lock, values },
+            handle: MyHandle {
+                lock,
+                values,
+                epoch: session.epoch,
+                fence: session.fence.clone(),
+            },
         });
     }
     events

@@ -68,6 +68,15 @@ pub fn unlock(n: usize) -> String {
     format!("SELECT {}", vec!["RELEASE_LOCK(?)"; n].join(", "))
 }
 
+/// Tries `n` locks in one statement (one column each, 1 when taken); never
+/// padded: a lock taken twice by one session must be released twice.
+pub fn relock(n: usize) -> String {
+    format!("SELECT {}", vec!["GET_LOCK(?, 0)"; n].join(", "))
+}
+
+/// The server's uptime in seconds.
+pub const UPTIME: &str = "SHOW GLOBAL STATUS LIKE 'Uptime'";
+
 /// Counts the pending rows.
 pub fn count(query: &str) -> String {
     format!("SELECT COUNT(*) FROM (\n{query}\n) AS kipper_count")

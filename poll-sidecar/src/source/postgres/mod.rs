@@ -8,6 +8,12 @@
 //! background while the pump claims the next batch; the next
 //! acknowledgement (or [`Source::flush`]) waits for it, and its locks are
 //! released on the claim session only after its COMMIT.
+//!
+//! Across a restart of the server (see [`crate::source::sql`]): each claim
+//! session is an *epoch* with a fence token cancelled when its connection
+//! ends; rows of an older epoch get no further attempt, are locked again
+//! before their mark-done, and a new session claims nothing until the server
+//! has been up for the quiet period.
 
 mod json;
 mod session;
@@ -21,11 +27,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
+use tokio_util::sync::CancellationToken;
 
 pub use json::{Raw, write_value};
 use writer::{RawParam, Which, Writer};
 
-use super::sql::{BoundColumns, NO_MARK_DONE, NO_MARK_FAILED, fnv64, key_columns};
+use super::sql::{BoundColumns, ClaimFrom, NO_MARK_DONE, NO_MARK_FAILED, fnv64, key_columns};
 use super::{Claimed, DeadLetter, Source};
 use crate::config::SqlConfig;
 use crate::{Error, Result};
@@ -37,6 +44,10 @@ pub struct PgHandle {
     lock: i64,
     /// Binary values of the columns the mark-done / mark-failed bind.
     values: Box<[Option<Bytes>]>,
+    /// The claim session (epoch) that locked it.
+    epoch: u64,
+    /// Cancelled when that session ends.
+    fence: CancellationToken,
 }
 
 /// Locks the claim session holds: events in flight and parked rows. Shared
@@ -59,6 +70,11 @@ pub struct PostgresSource {
     offset: i64,
     /// No mark-done: the last page of a pass was handed out.
     pass_ended: bool,
+    /// Claim sessions opened so far: the epoch of the current one.
+    epoch: u64,
+    /// Locks of rows handed to the pump and not yet given back (ack,
+    /// dead-letter, release): what may still have a request running.
+    outstanding: HashSet<i64>,
 }
 
 /// The claim session and its statements.
@@ -75,6 +91,12 @@ struct Claimer {
     names: Vec<Bytes>,
     /// Index of each bound column among the user columns.
     bound_at: Vec<usize>,
+    relock: Statement,
+    epoch: u64,
+    /// Cancelled when the session ends: the fence of its rows.
+    fence: CancellationToken,
+    /// Not before the server has been up for the quiet period.
+    claim_from: ClaimFrom,
 }
 
 fn held(held: &Held) -> std::sync::MutexGuard<'_, HashSet<i64>> {
@@ -97,6 +119,8 @@ impl PostgresSource {
             pending: None,
             offset: 0,
             pass_ended: false,
+            epoch: 0,
+            outstanding: HashSet::new(),
         };
         source.ensure().await?;
         // Warned only once the statements are known to fit: a start refused
@@ -109,8 +133,8 @@ impl PostgresSource {
         Ok(source)
     }
 
-    async fn open_claimer(&self) -> Result<Claimer> {
-        let client = session::connect(&self.config).await?;
+    async fn open_claimer(&self, epoch: u64) -> Result<Claimer> {
+        let (client, fence) = session::connect_fenced(&self.config).await?;
         let columns = session::columns(&client, &self.config.query).await?;
         let mut key_types = Vec::new();
         for key in &self.keys {
@@ -136,7 +160,13 @@ impl PostgresSource {
         };
         let claim = client.prepare(&claim_sql).await?;
         let unlock = client.prepare(statements::UNLOCK).await?;
+        let relock = client.prepare(statements::RELOCK).await?;
+        let uptime = session::uptime(&client).await?;
         Ok(Claimer {
+            relock,
+            epoch,
+            fence,
+            claim_from: ClaimFrom::new(uptime, self.config.restart_quiet),
             names: session::json_names(&columns),
             client: Arc::new(client),
             claim,
@@ -149,17 +179,29 @@ impl PostgresSource {
     }
 
     /// Both sessions, opened again after one was lost. A lost claim session
-    /// took its locks with it, so the held set starts empty.
+    /// took its locks with it: its fence is cancelled (no further attempt of
+    /// its rows), and its rows stay in the held set, so this replica does not
+    /// claim them again while a request of theirs may still run.
     async fn ensure(&mut self) -> Result<()> {
-        if self.claimer.as_ref().is_some_and(|c| c.client.is_closed()) {
+        if self
+            .claimer
+            .as_ref()
+            .is_some_and(|c| c.client.is_closed() || c.fence.is_cancelled())
+        {
             tracing::warn!(
-                message = "PostgreSQL session lost; reconnecting. Its row locks are gone."
+                message = "PostgreSQL claim session lost; reconnecting. Its row locks are gone: its rows get no further attempt from this replica."
             );
-            self.claimer = None;
-            held(&self.held).clear();
+            if let Some(lost) = self.claimer.take() {
+                lost.fence.cancel();
+            }
         }
         if self.claimer.is_none() {
-            self.claimer = Some(self.open_claimer().await?);
+            // Of the lost sessions' rows, only those still with the pump need
+            // excluding; the rest (parked, or whose settlement failed) are free.
+            let outstanding = &self.outstanding;
+            held(&self.held).retain(|lock| outstanding.contains(lock));
+            self.epoch += 1;
+            self.claimer = Some(self.open_claimer(self.epoch).await?);
         }
         if self.writer.as_ref().is_some_and(|w| w.is_closed()) {
             tracing::warn!(message = "PostgreSQL writer session lost; reconnecting.");
@@ -198,6 +240,10 @@ impl PostgresSource {
     async fn settle(&mut self, which: Which, rows: Vec<PgHandle>) -> Result<()> {
         let previous = self.finish_pending().await;
         self.ensure().await?;
+        let rows = self.relocked(rows).await?;
+        if rows.is_empty() {
+            return previous;
+        }
         let claimer = Self::claimer(&mut self.claimer)?;
         let (client, unlock) = (claimer.client.clone(), claimer.unlock.clone());
         let writer = self.writer.clone().ok_or_else(|| Error::Source {
@@ -230,6 +276,68 @@ impl PostgresSource {
             Ok(())
         }));
         previous
+    }
+
+    /// `rows` with those of a lost session (an older epoch) locked again on
+    /// the current one first; a row another replica holds now is dropped
+    /// (never settled through this session without its lock).
+    async fn relocked(&mut self, mut rows: Vec<PgHandle>) -> Result<Vec<PgHandle>> {
+        let claimer = Self::claimer(&mut self.claimer)?;
+        let epoch = claimer.epoch;
+        let stale: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.epoch != epoch)
+            .map(|r| r.lock)
+            .collect();
+        if stale.is_empty() {
+            return Ok(rows);
+        }
+        let got: HashSet<i64> = claimer
+            .client
+            .query(&claimer.relock, &[&stale])
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let fence = claimer.fence.clone();
+        {
+            let mut held = held(&self.held);
+            for lock in stale.iter().filter(|l| !got.contains(l)) {
+                held.remove(lock);
+            }
+        }
+        tracing::info!(
+            message = "Rows of a lost session locked again before settling.",
+            relocked = got.len(),
+            taken_by_others = stale.len() - got.len()
+        );
+        rows.retain_mut(|r| {
+            if r.epoch == epoch {
+                return true;
+            }
+            r.epoch = epoch;
+            r.fence = fence.clone();
+            got.contains(&r.lock)
+        });
+        Ok(rows)
+    }
+
+    /// Drops `locks` of the held set; unlocks those of the current session.
+    async fn release_rows(&mut self, rows: &[PgHandle]) -> Result<()> {
+        let epoch = self.epoch;
+        let mut current = Vec::with_capacity(rows.len());
+        {
+            let mut held = held(&self.held);
+            for row in rows {
+                if row.epoch == epoch {
+                    current.push(row.lock);
+                } else {
+                    // Its lock died with its session: nothing to unlock.
+                    held.remove(&row.lock);
+                }
+            }
+        }
+        self.unlock(current).await
     }
 
     async fn unlock(&mut self, locks: Vec<i64>) -> Result<()> {
@@ -297,7 +405,12 @@ fn events(rows: &[tokio_postgres::Row], claimer: &Claimer) -> Result<Vec<Claimed
         events.push(Claimed {
             id: format!("{:016x}", lock as u64),
             body,
-            handle: PgHandle { lock, values },
+            handle: PgHandle {
+                lock,
+                values,
+                epoch: claimer.epoch,
+                fence: claimer.fence.clone(),
+            },
         });
     }
     Ok(events)
@@ -311,7 +424,68 @@ impl Source for PostgresSource {
     }
 
     async fn claim(&mut self, max: usize) -> Result<Vec<Claimed<PgHandle>>> {
+        let events = self.claim_batch(max).await?;
+        self.outstanding
+            .extend(events.iter().map(|e| e.handle.lock));
+        Ok(events)
+    }
+
+    async fn ack(&mut self, events: &[Claimed<PgHandle>]) -> Result<()> {
+        self.given_back(events.iter().map(|e| &e.handle));
+        self.settle(
+            Which::Done,
+            events.iter().map(|e| e.handle.clone()).collect(),
+        )
+        .await
+    }
+
+    async fn dead_letter(&mut self, events: &[DeadLetter<PgHandle>]) -> Result<()> {
+        self.given_back(events.iter().map(|e| &e.event.handle));
+        if self.config.mark_failed.is_none() {
+            // Parked: the lock stays held, so no replica retries the row while we live.
+            return Ok(());
+        }
+        self.settle(
+            Which::Failed,
+            events.iter().map(|e| e.event.handle.clone()).collect(),
+        )
+        .await
+    }
+
+    async fn release(&mut self, events: &[Claimed<PgHandle>]) -> Result<()> {
+        self.given_back(events.iter().map(|e| &e.handle));
+        let rows: Vec<PgHandle> = events.iter().map(|e| e.handle.clone()).collect();
+        self.release_rows(&rows).await
+    }
+
+    fn fence(handle: &PgHandle) -> Option<&CancellationToken> {
+        Some(&handle.fence)
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        self.finish_pending().await
+    }
+
+    async fn backlog(&mut self) -> Result<Option<u64>> {
+        self.count_backlog().await
+    }
+}
+
+impl PostgresSource {
+    fn given_back<'a>(&mut self, handles: impl Iterator<Item = &'a PgHandle>) {
+        for handle in handles {
+            self.outstanding.remove(&handle.lock);
+        }
+    }
+
+    async fn claim_batch(&mut self, max: usize) -> Result<Vec<Claimed<PgHandle>>> {
         self.ensure().await?;
+        if !Self::claimer(&mut self.claimer)?
+            .claim_from
+            .ready("postgres")
+        {
+            return Ok(Vec::new());
+        }
         if self.keys.is_empty() {
             return self.claim_without_mark_done(max).await;
         }
@@ -378,36 +552,7 @@ impl Source for PostgresSource {
         Ok(events)
     }
 
-    async fn ack(&mut self, events: &[Claimed<PgHandle>]) -> Result<()> {
-        self.settle(
-            Which::Done,
-            events.iter().map(|e| e.handle.clone()).collect(),
-        )
-        .await
-    }
-
-    async fn dead_letter(&mut self, events: &[DeadLetter<PgHandle>]) -> Result<()> {
-        if self.config.mark_failed.is_none() {
-            // Parked: the lock stays held, so no replica retries the row while we live.
-            return Ok(());
-        }
-        self.settle(
-            Which::Failed,
-            events.iter().map(|e| e.event.handle.clone()).collect(),
-        )
-        .await
-    }
-
-    async fn release(&mut self, events: &[Claimed<PgHandle>]) -> Result<()> {
-        self.unlock(events.iter().map(|e| e.handle.lock).collect())
-            .await
-    }
-
-    async fn flush(&mut self) -> Result<()> {
-        self.finish_pending().await
-    }
-
-    async fn backlog(&mut self) -> Result<Option<u64>> {
+    async fn count_backlog(&mut self) -> Result<Option<u64>> {
         self.ensure().await?;
         let claimer = Self::claimer(&mut self.claimer)?;
         if claimer.count.is_none() {

@@ -7,6 +7,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Statement};
+use tokio_util::sync::CancellationToken;
 
 use super::statements;
 use crate::config::SqlConfig;
@@ -23,6 +24,13 @@ pub fn db_message(error: &tokio_postgres::Error) -> String {
 
 /// Connects one session for `config`.
 pub async fn connect(config: &SqlConfig) -> Result<Client> {
+    Ok(connect_fenced(config).await?.0)
+}
+
+/// Connects one session and returns with it a token cancelled the moment the
+/// connection ends (the server restarted, the network broke): the fence of
+/// the rows this session locks.
+pub async fn connect_fenced(config: &SqlConfig) -> Result<(Client, CancellationToken)> {
     let c = &config.connection;
     let mut pg = tokio_postgres::Config::new();
     pg.host(&c.host)
@@ -46,12 +54,26 @@ pub async fn connect(config: &SqlConfig) -> Result<Client> {
         .connect(NoTls)
         .await
         .map_err(|e| crate::source::sql::connect::postgres(c, &e))?;
+    let ended = CancellationToken::new();
+    let fence = ended.clone();
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(message = "PostgreSQL connection ended.", %error);
         }
+        ended.cancel();
     });
-    Ok(client)
+    Ok((client, fence))
+}
+
+/// How long the server has been up (`pg_postmaster_start_time()`).
+pub async fn uptime(client: &Client) -> Result<std::time::Duration> {
+    let ms: i64 = client
+        .query_one(statements::UPTIME, &[])
+        .await?
+        .try_get(0)?;
+    Ok(std::time::Duration::from_millis(
+        u64::try_from(ms).unwrap_or(0),
+    ))
 }
 
 /// The user query's columns: names and types, in order.

@@ -72,6 +72,14 @@ pub fn claim_rows(query: &str, seed: i64) -> String {
 /// Releases the locks `$1`.
 pub const UNLOCK: &str = "SELECT pg_advisory_unlock(k) FROM unnest($1::int8[]) AS k";
 
+/// Locks again, on a new session, rows claimed on a lost one; returns those
+/// it got (the others are another replica's now).
+pub const RELOCK: &str = "SELECT k FROM unnest($1::int8[]) AS k WHERE pg_try_advisory_lock(k)";
+
+/// Milliseconds since the server started.
+pub const UPTIME: &str =
+    "SELECT (EXTRACT(EPOCH FROM now() - pg_postmaster_start_time()) * 1000)::int8";
+
 /// Counts the pending rows, as KEDA's postgresql scaler does.
 pub fn count(query: &str) -> String {
     format!("SELECT count(*) FROM (\n{query}\n) AS kipper_count")

@@ -21,12 +21,92 @@
 //!
 //! After a 2xx, mark-dones of a batch run pipelined in one transaction, and
 //! the locks are released only after its COMMIT, in the same round trip.
+//!
+//! # Across a restart of the database
+//!
+//! Session locks die with the server's sessions, while this replica's HTTP
+//! requests for those rows are still in flight and cannot be recalled. Three
+//! rules keep another replica from delivering such a row at the same time:
+//!
+//! 1. **Fence.** Every claim session has a fence token, cancelled the moment
+//!    the session is known to be gone (PostgreSQL: its connection task ends;
+//!    MySQL: a watcher connection pings every [`WATCH_EVERY`], or the claim
+//!    connection fails). From then on no attempt of a row claimed on that
+//!    session starts ([`crate::source::Source::fence`]); the one in flight
+//!    ends within `KIPPER_DELIVERY_TIMEOUT`.
+//! 2. **No acknowledgement through a new session without re-claiming.** A row
+//!    of a lost session (an older *epoch*) that was delivered is locked again
+//!    on the current session (`pg_try_advisory_lock` / `GET_LOCK(.., 0)`)
+//!    before its mark-done; if another replica holds it, this replica lets it
+//!    go (it comes back once more: at-least-once). Such rows stay in this
+//!    replica's exclusion set until settled, so it never claims them again
+//!    while its own request may still run.
+//! 3. **Quiet after a server start.** A claim session claims nothing until its
+//!    server has been up for the delivery timeout plus [`RESTART_MARGIN`]
+//!    (`pg_postmaster_start_time()`, MySQL's `Uptime`). Every session of a
+//!    restarted server is new, including those of replicas started meanwhile,
+//!    so by the time any replica claims, every request of the old sessions has
+//!    ended (rule 1), provided the holder noticed the loss within the margin.
+//!
+//! What this does not cover: a single session ended by the server while the
+//! server keeps running (`pg_terminate_backend`, `KILL`, a proxy that drops
+//! it) frees its rows at once; another replica may claim them while the
+//! holder's request (one attempt, at most the delivery timeout) is running.
+//! A lost network path is covered as long as the server notices it later than
+//! the holder does (TCP keepalive: minutes to hours by default). Closing that
+//! gap needs leases that outlive sessions, i.e. writes per claim; see
+//! ARCHITECTURE.md.
 
 pub mod connect;
 pub mod json;
 pub mod template;
 
 use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Added to the delivery timeout for the quiet period after a server start
+/// (rule 3 above): the time a replica may take to notice it lost its session.
+pub const RESTART_MARGIN: Duration = Duration::from_secs(2);
+
+/// How often MySQL's watcher connection pings the server (rule 1 above).
+pub const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// When a claim session may start claiming: once its server has been up for
+/// the quiet period (rule 3 of the module docs).
+#[derive(Debug)]
+pub struct ClaimFrom {
+    at: Instant,
+    logged: bool,
+}
+
+impl ClaimFrom {
+    /// For a server up for `uptime`, with the quiet period `quiet`.
+    pub fn new(uptime: Duration, quiet: Duration) -> Self {
+        Self {
+            at: Instant::now() + quiet.saturating_sub(uptime),
+            logged: false,
+        }
+    }
+
+    /// Whether claiming may start now; logs once while it may not.
+    pub fn ready(&mut self, kind: &'static str) -> bool {
+        let now = Instant::now();
+        if now >= self.at {
+            return true;
+        }
+        if !self.logged {
+            self.logged = true;
+            tracing::info!(
+                message = "The database server started recently; claiming waits until requests of its previous sessions have ended.",
+                source = kind,
+                wait = ?self.at.duration_since(now),
+            );
+        }
+        false
+    }
+}
 
 /// 64-bit FNV-1a: a hash that is the same in every build and replica (the
 /// standard library's hasher does not promise that), used to namespace the
