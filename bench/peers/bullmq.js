@@ -17,6 +17,7 @@ const name = env('PEER_NAME');
 
 async function seed() {
   const queue = new Queue(name, { connection });
+  queue.on('error', (e) => { console.error(e); process.exit(1); });
   const rows = Number(env('PEER_ROWS'));
   for (let start = 1; start <= rows; start += 5000) {
     const jobs = [];

@@ -19,6 +19,8 @@ pub const NPM: &[(&str, &str)] = &[
     ("graphile-worker", "0.17.3"),
     ("pg-boss", "10.4.2"),
     ("bullmq", "6.7.0"),
+    // BullMQ 6 takes its Redis client as an optional peer dependency.
+    ("ioredis", "5.9.2"),
     ("fastify", "5.12.8"),
 ];
 
@@ -47,10 +49,8 @@ pub fn scripts() -> PathBuf {
 
 /// The directory under the workspace's `target/` where the harness writes what it produces.
 pub fn target_dir(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| crate::shim::repo_root().join("target"), PathBuf::from);
     target.join(name)
 }
 

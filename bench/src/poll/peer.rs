@@ -163,6 +163,12 @@ impl Backlog for PeerBacklog {
                 self.redis = Some(client.get_multiplexed_async_connection().await?);
             }
         }
+        let seeded = self.remaining().await?;
+        anyhow::ensure!(
+            seeded == rows,
+            "seeding {} left {seeded} pending jobs, not {rows}",
+            self.peer.name()
+        );
         Ok(())
     }
 

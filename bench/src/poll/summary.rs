@@ -108,13 +108,21 @@ impl Summary {
             .iter()
             .map(|m| (m.label.clone(), m.rate()))
             .collect();
-        bars.push(("ceiling: source claim + ack".into(), self.source_rate));
+        // A source ceiling far above the handler's would squash every other bar: it is named
+        // in the title instead.
+        let off_scale = self.source_rate > 2.0 * self.handler_rate;
+        if !off_scale {
+            bars.push(("ceiling: source claim + ack".into(), self.source_rate));
+        }
         bars.push(("ceiling: handler direct".into(), self.handler_rate));
         bars.extend(self.extra.iter().cloned());
-        let title = format!(
+        let mut title = format!(
             "{} trigger vs peers: {} events to a no-op handler (events/s, same run)",
             self.source, self.rows
         );
+        if off_scale {
+            title += &format!("; source claim + ack ceiling {:.0}/s", self.source_rate);
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
