@@ -386,6 +386,17 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
     };
     print!("{}", summary.table().render());
     println!("  source: {}", workload.describe());
+    if let Some(ours) = summary.runs.first() {
+        let (name, ceiling) = if source_rate < handler_rate {
+            ("source claim + ack", source_rate)
+        } else {
+            ("handler direct", handler_rate)
+        };
+        println!(
+            "  kipper-poll = {:.2} of the lower ceiling ({name}, {ceiling:.0}/s)",
+            ours.rate() / ceiling
+        );
+    }
     for queue in peers.iter().filter(|_| node_modules.is_some()) {
         println!("  {}: {}", queue.name(), queue.describe());
     }
