@@ -3,7 +3,9 @@
 //!
 //! `cargo run --release -p kipper-bench --bin bench-poll -- postgres`
 //! (or `mysql`, `redis`, `s3`); `--sidecar PATH` adds any other sidecar binary that reads
-//! the upstream `KIPPER_*` environment, side by side.
+//! the upstream `KIPPER_*` environment, side by side. PostgreSQL and Redis also run the job
+//! queues a user would deploy instead (graphile-worker and pg-boss; BullMQ), installed on first
+//! use into `target/bench-peers/`; `--no-peers` skips them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +42,9 @@ struct Cli {
     /// Events claimed per round trip.
     #[arg(long, global = true, default_value_t = 500)]
     batch_size: usize,
+    /// Skip the peer job queues (graphile-worker, pg-boss, BullMQ).
+    #[arg(long, global = true)]
+    no_peers: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,12 +94,21 @@ enum SourceCmd {
 async fn main() -> anyhow::Result<()> {
     kipper_tls::install_crypto_provider();
     let cli = Cli::parse();
+    let source_url = match &cli.source {
+        SourceCmd::Postgres { url }
+        | SourceCmd::Mysql { url }
+        | SourceCmd::Redis { url }
+        | SourceCmd::S3 { url, .. } => url.clone(),
+    };
     let options = Options {
         rows: cli.rows,
         kipper_poll: cli.kipper_poll,
         others: cli.sidecars,
         timeout: Duration::from_secs(cli.timeout_secs),
         concurrency: cli.concurrency,
+        batch_size: cli.batch_size,
+        source_url,
+        peers: !cli.no_peers,
     };
     match cli.source {
         SourceCmd::Postgres { url } => {

@@ -1,5 +1,7 @@
 //! `bench-shim`: throughput, added latency and cold starts of kipper-shim for
-//! node and python, against the issue's targets and same-run baselines.
+//! node and python, against the issue's targets and same-run baselines, and beside
+//! the servers a user would deploy instead (uvicorn, granian; clustered node:http,
+//! fastify), installed on first use into `target/bench-peers/` (`--no-peers` skips them).
 //!
 //! ```sh
 //! cargo run --release -p kipper-bench --bin bench-shim
@@ -10,8 +12,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use kipper_bench::report::Table;
-use kipper_bench::shim::{self, Lang, Setup, ShimProcess, cold, direct, ratio, reference, wrk};
+use kipper_bench::peers::PeerCache;
+use kipper_bench::report::{Table, svg_bars};
+use kipper_bench::shim::peers::ServerPeer;
+use kipper_bench::shim::{self, Lang, Setup, ShimProcess, cold, direct, ratio, reference};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks kipper-shim (node and python) and prints tables")]
@@ -48,6 +52,9 @@ struct Args {
     /// Only the cold-start measurements.
     #[arg(long, env = "BENCH_SHIM_COLD_ONLY")]
     cold_only: bool,
+    /// Skip the peer servers (uvicorn, granian, clustered node:http, fastify).
+    #[arg(long, env = "BENCH_SHIM_NO_PEERS")]
+    no_peers: bool,
 }
 
 #[tokio::main]
@@ -130,6 +137,27 @@ async fn main() -> Result<()> {
             "direct p99 us",
         ],
     );
+    let mut peers = Table::new(
+        format!(
+            "Peers: the same hello handler behind the servers a user would deploy, {cpus} worker processes each \
+             (the shim's count); c=64: wrk -t{} -c{} -d{}s, median of {}; c=1: wrk -t1 -c1 -d5s",
+            setup.threads, setup.connections, args.duration, setup.repeats
+        ),
+        &[
+            "runtime",
+            "server",
+            "c=64 req/s",
+            "p50",
+            "p99",
+            "c=1 req/s",
+            "p50",
+            "p99",
+            "shim / this c=64",
+            "shim / this c=1",
+            "errors",
+        ],
+    );
+    let cache = (!args.no_peers).then(PeerCache::new);
     let mut cold_table = Table::new(
         format!(
             "Cold start: requests sent at t = 0 while the shim starts ({} runs, median)",
@@ -157,9 +185,13 @@ async fn main() -> Result<()> {
                 lang,
                 cpus,
                 args.duration,
-                &mut throughput,
-                &mut latency,
-                &mut references,
+                cache.as_ref(),
+                Tables {
+                    throughput: &mut throughput,
+                    latency: &mut latency,
+                    references: &mut references,
+                    peers: &mut peers,
+                },
             )
             .await?;
         }
@@ -188,6 +220,14 @@ async fn main() -> Result<()> {
 
     print!("{}", throughput.render());
     print!("{}", references.render());
+    if cache.is_some() && !args.cold_only {
+        print!("{}", peers.render());
+        println!(
+            "  peers: {} (bench/peers/); charts of the c=64 column: {}",
+            kipper_bench::peers::pinned(),
+            kipper_bench::peers::target_dir("bench-results").display()
+        );
+    }
     print!("{}", latency.render());
     print!("{}", cold_table.render());
     println!(
@@ -201,14 +241,25 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The tables `measure_load` adds rows to.
+struct Tables<'a> {
+    throughput: &'a mut Table,
+    latency: &'a mut Table,
+    references: &'a mut Table,
+    peers: &'a mut Table,
+}
+
+fn us(v: f64) -> String {
+    format!("{v:.0} us")
+}
+
 async fn measure_load(
     setup: &Setup,
     lang: Lang,
     cpus: usize,
     duration: u64,
-    throughput: &mut Table,
-    latency: &mut Table,
-    references: &mut Table,
+    cache: Option<&PeerCache>,
+    tables: Tables<'_>,
 ) -> Result<()> {
     eprintln!("bench-shim: {} direct-worker baseline", lang.name());
     let base = direct::measure(
@@ -225,26 +276,7 @@ async fn measure_load(
     let proc = ShimProcess::spawn(setup, lang, &[])?;
     proc.wait_ready()?;
     let url = format!("http://127.0.0.1:{}/event", proc.port);
-    // Warm up the connections, the JIT and the allocator before measuring.
-    wrk::run(
-        &url,
-        setup.threads,
-        setup.connections,
-        Duration::from_secs(2),
-    )?;
-    // The machine is shared: the median of several runs resists a neighbour's build spike.
-    let mut runs = Vec::new();
-    for _ in 0..setup.repeats.max(1) {
-        runs.push(wrk::run(
-            &url,
-            setup.threads,
-            setup.connections,
-            setup.duration,
-        )?);
-    }
-    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-    let load = runs[runs.len() / 2];
-    let one = wrk::run(&url, 1, 1, Duration::from_secs(5))?;
+    let (load, one) = shim::load_profile(setup, &url)?;
     drop(proc);
 
     eprintln!(
@@ -254,26 +286,108 @@ async fn measure_load(
     );
     let server = reference::start(setup, lang)?;
     let ref_url = format!("http://127.0.0.1:{}/event", server.port);
-    wrk::run(
+    kipper_bench::shim::wrk::run(
         &ref_url,
         setup.threads,
         setup.connections,
         Duration::from_secs(2),
     )?;
-    let refr = wrk::run(&ref_url, setup.threads, setup.connections, setup.duration)?;
+    let refr =
+        kipper_bench::shim::wrk::run(&ref_url, setup.threads, setup.connections, setup.duration)?;
     drop(server);
-    references.row(vec![
+    tables.references.row(vec![
         lang.name().into(),
         reference::describe(lang).into(),
         format!("{:.0}", refr.rps),
         format!("{:.0}", load.rps),
         ratio(load.rps, refr.rps),
-        format!("{:.0} us", refr.p50_us),
-        format!("{:.0} us", refr.p99_us),
+        us(refr.p50_us),
+        us(refr.p99_us),
         refr.errors.to_string(),
     ]);
 
-    throughput.row(vec![
+    if let Some(cache) = cache {
+        let mut bars = vec![("kipper-shim".to_string(), load.rps)];
+        tables.peers.row(vec![
+            lang.name().into(),
+            "kipper-shim".into(),
+            format!("{:.0}", load.rps),
+            us(load.p50_us),
+            us(load.p99_us),
+            format!("{:.0}", one.rps),
+            us(one.p50_us),
+            us(one.p99_us),
+            "1.00x".into(),
+            "1.00x".into(),
+            load.errors.to_string(),
+        ]);
+        for &peer in ServerPeer::of(lang) {
+            eprintln!("bench-shim: {} peer {}", lang.name(), peer.name());
+            let measured = peer
+                .start(setup, cache, lang, cpus)
+                .and_then(|(group, port)| {
+                    let profile =
+                        shim::load_profile(setup, &format!("http://127.0.0.1:{port}/event"));
+                    drop(group);
+                    profile
+                });
+            // A peer that fails is reported, not fatal: the other rows still stand.
+            let (c64, c1) = match measured {
+                Ok(m) => m,
+                Err(error) => {
+                    eprintln!("bench-shim: {} failed: {error:#}", peer.name());
+                    tables.peers.row(vec![
+                        lang.name().into(),
+                        format!("{} (failed)", peer.name()),
+                    ]);
+                    continue;
+                }
+            };
+            bars.push((peer.name().to_string(), c64.rps));
+            tables.peers.row(vec![
+                lang.name().into(),
+                peer.name().into(),
+                format!("{:.0}", c64.rps),
+                us(c64.p50_us),
+                us(c64.p99_us),
+                format!("{:.0}", c1.rps),
+                us(c1.p50_us),
+                us(c1.p99_us),
+                ratio(load.rps, c64.rps),
+                ratio(one.rps, c1.rps),
+                c64.errors.to_string(),
+            ]);
+        }
+        bars.push((reference::describe(lang).to_string(), refr.rps));
+        bars.push(("ceiling: direct workers, no HTTP".into(), base.rps));
+        tables.peers.row(vec![
+            lang.name().into(),
+            "ceiling: direct workers, no HTTP".into(),
+            format!("{:.0}", base.rps),
+            String::new(),
+            String::new(),
+            String::new(),
+            us(base.p50_us),
+            us(base.p99_us),
+            ratio(load.rps, base.rps),
+        ]);
+        let chart = kipper_bench::peers::target_dir("bench-results")
+            .join(format!("shim-{}.svg", lang.name()));
+        let title = format!(
+            "kipper-shim vs {} servers: hello handler, {cpus} workers each, wrk -c{} (req/s, same run)",
+            lang.name(),
+            setup.connections
+        );
+        let written = chart
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&chart, svg_bars(&title, "req/s", &bars)));
+        if let Err(error) = written {
+            eprintln!("bench-shim: no chart at {}: {error}", chart.display());
+        }
+    }
+
+    tables.throughput.row(vec![
         lang.name().into(),
         format!("{:.0}", load.rps),
         format!("{:.0}", lang.target_rps()),
@@ -282,12 +396,12 @@ async fn measure_load(
         ratio(load.rps, base.rps),
         format!("{:.0}", lang.upstream_rps()),
         ratio(load.rps, lang.upstream_rps()),
-        format!("{:.0} us", load.p50_us),
-        format!("{:.0} us", load.p99_us),
+        us(load.p50_us),
+        us(load.p99_us),
         load.errors.to_string(),
     ]);
     let added = one.p50_us - base.p50_us;
-    latency.row(vec![
+    tables.latency.row(vec![
         lang.name().into(),
         format!("{:.0}", one.p50_us),
         format!("{:.0}", base.p50_us),

@@ -2,10 +2,12 @@
 //! at one connection against calling a worker directly over its own protocol,
 //! and cold starts (first response to a request sent at t = 0; failures among
 //! 1,000 requests sent during start), for node and python, each compared with
-//! the targets and with baselines measured in the same run.
+//! the targets and with baselines measured in the same run, and with the servers a
+//! Python or Node user would deploy instead (`peers`).
 
 pub mod cold;
 pub mod direct;
+pub mod peers;
 pub mod reference;
 pub mod wrk;
 
@@ -187,6 +189,31 @@ impl Drop for ShimProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The load profile of every server in the tables: a warm-up, the median of `setup.repeats`
+/// runs of `wrk -t<threads> -c<connections>`, then 5 s of `wrk -t1 -c1`.
+pub fn load_profile(setup: &Setup, url: &str) -> Result<(wrk::WrkResult, wrk::WrkResult)> {
+    // Warm up the connections, the JIT and the allocator before measuring.
+    wrk::run(
+        url,
+        setup.threads,
+        setup.connections,
+        Duration::from_secs(2),
+    )?;
+    // The machine is shared: the median of several runs resists a neighbour's build spike.
+    let mut runs = Vec::new();
+    for _ in 0..setup.repeats.max(1) {
+        runs.push(wrk::run(
+            url,
+            setup.threads,
+            setup.connections,
+            setup.duration,
+        )?);
+    }
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let one = wrk::run(url, 1, 1, Duration::from_secs(5))?;
+    Ok((runs[runs.len() / 2], one))
 }
 
 /// The load average, to say how busy the shared machine was.
