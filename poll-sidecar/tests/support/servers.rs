@@ -269,6 +269,9 @@ impl PrivateRedis {
                 .status();
             let _ = child.wait();
         }
+        // Down for a moment, as a real restart is: the replicas' next commands fail, so the
+        // outage is seen (an instant relaunch could be bridged by a reconnect in one command).
+        std::thread::sleep(std::time::Duration::from_millis(1500));
         self.launch();
     }
 
