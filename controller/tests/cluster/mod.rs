@@ -22,7 +22,7 @@ pub const NS: &str = "shop-prod";
 pub const DOMAIN: &str = "46-225-91-12.kipper.run";
 
 /// How long a test waits for the controller to converge.
-pub const CONVERGE: Duration = Duration::from_secs(15);
+pub const CONVERGE: Duration = Duration::from_secs(30);
 
 /// `kip` with the cluster's kubeconfig; `stdin` is written to its standard input.
 pub fn kip(api: &ApiServer, args: &[&str], stdin: Option<&str>) -> Output {
