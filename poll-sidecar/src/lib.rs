@@ -42,30 +42,16 @@ use crate::source::Source;
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     match &config.source {
         SourceConfig::Postgres(sql) => {
-            let first = source::postgres::PostgresSource::connect(sql).await;
-            let Some((source, started)) = connected(first, &config, &shutdown, "postgres", || {
+            run_sql(&config, shutdown, "postgres", || {
                 source::postgres::PostgresSource::connect(sql)
             })
-            .await?
-            else {
-                return Ok(());
-            };
-            let result = pump(source, &config, &started, shutdown).await;
-            started.finish().await;
-            result
+            .await
         }
         SourceConfig::Mysql(sql) => {
-            let first = source::mysql::MysqlSource::connect(sql).await;
-            let Some((source, started)) = connected(first, &config, &shutdown, "mysql", || {
+            run_sql(&config, shutdown, "mysql", || {
                 source::mysql::MysqlSource::connect(sql)
             })
-            .await?
-            else {
-                return Ok(());
-            };
-            let result = pump(source, &config, &started, shutdown).await;
-            started.finish().await;
-            result
+            .await
         }
         SourceConfig::Redis(redis) => {
             let started = Started::new(&config, &shutdown, "redis").await?;
@@ -144,35 +130,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
 }
 
-/// A SQL source after its first connection attempt `first`: bad configuration
-/// is returned before anything listens; an unreachable server opens the admin
-/// port and is retried until it answers. `None`: SIGTERM came first.
-async fn connected<S, F, Fut>(
-    first: Result<S>,
+/// Connects a SQL source and pumps it until shutdown: bad configuration is
+/// returned before anything listens; an unreachable server opens the admin
+/// port and is retried until it answers (SIGTERM while waiting: `Ok`).
+async fn run_sql<S, F, Fut>(
     config: &Config,
-    shutdown: &CancellationToken,
+    shutdown: CancellationToken,
     kind: &'static str,
-    connect: F,
-) -> Result<Option<(S, Started)>>
+    mut connect: F,
+) -> Result<()>
 where
+    S: Source,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<S>>,
 {
-    match first {
-        Ok(source) => Ok(Some((source, Started::new(config, shutdown, kind).await?))),
-        Err(error) if error.is_config() => Err(error),
+    // Bad configuration (a refused query) stops the start before the admin port opens.
+    let (source, started) = match connect().await {
+        Ok(source) => (source, Started::new(config, &shutdown, kind).await?),
+        Err(error) if error.is_config() => return Err(error),
         Err(error) => {
-            let started = Started::new(config, shutdown, kind).await?;
+            let started = Started::new(config, &shutdown, kind).await?;
             started.health.failed(&error);
-            match retry_connect(config, &started, shutdown, connect).await? {
-                Some(source) => Ok(Some((source, started))),
+            match retry_connect(config, &started, &shutdown, connect).await? {
+                Some(source) => (source, started),
                 None => {
                     started.finish().await;
-                    Ok(None)
+                    return Ok(());
                 }
             }
         }
-    }
+    };
+    let result = pump(source, config, &started, shutdown).await;
+    started.finish().await;
+    result
 }
 
 /// Calls `connect` until it succeeds, with backoff capped at the poll

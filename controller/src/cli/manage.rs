@@ -37,17 +37,7 @@ pub(crate) async fn list(client: &kube::Client, ns: &str, io: &mut Io<'_>) -> Re
             status.endpoint.unwrap_or_else(|| "-".to_owned()),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        writeln!(io.out, "{}", line.join("  ").trim_end()).map_err(io_error)?;
-    }
+    crate::cli::write_table(io.out, &rows)?;
     Ok(())
 }
 

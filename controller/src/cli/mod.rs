@@ -318,6 +318,23 @@ pub(crate) fn patch_params() -> kube::api::PatchParams {
     }
 }
 
+/// Writes `rows` (the first is the header) as columns two spaces apart, each as wide as its
+/// widest cell, as `kubectl get` does.
+pub(crate) fn write_table<const N: usize>(out: &mut dyn Write, rows: &[[String; N]]) -> Result<()> {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", cells.join("  ").trim_end()).map_err(io_error)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn io_error(e: std::io::Error) -> Error {
     Error::Io {
         context: "write output".into(),

@@ -25,6 +25,11 @@ pub(crate) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
+/// `name` read from key `key` of Secret `secret` (required).
+pub(crate) fn secret_ref(name: &str, secret: &str, key: &str) -> EnvVar {
+    secret_env(name, secret, key, false)
+}
+
 fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
     EnvVar {
         name: name.to_owned(),

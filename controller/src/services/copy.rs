@@ -11,13 +11,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Secret, SecretKeySelector,
-};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{ServiceKind, profile};
 use crate::facts::{credentials_secret, keys};
+use crate::render::env::{env as plain, secret_ref};
 use crate::{Error, Result};
 
 /// Seconds a finished copy Job (and so its mirror Secret) is kept: the page's one hour.
@@ -144,29 +143,6 @@ pub fn owned_by(job: &Job) -> Option<OwnerReference> {
     })
 }
 
-fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.to_owned(),
-                key: key.to_owned(),
-                optional: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn plain(name: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        ..Default::default()
-    }
-}
-
 /// The copy Job: [`PIPELINE`] with `SOURCE_*` from the mirror and `TARGET_*` from the target's
 /// `<svc>-credentials`; no retries, kept [`COPY_JOB_TTL`] seconds after it finishes.
 pub fn copy_job(plan: &CopyPlan) -> Job {
@@ -174,16 +150,16 @@ pub fn copy_job(plan: &CopyPlan) -> Job {
     let target = credentials_secret(&plan.service);
     let port = plan.kind.default_port().to_string();
     let env = vec![
-        secret_env("SOURCE_HOST", &mirror, keys::HOST),
+        secret_ref("SOURCE_HOST", &mirror, keys::HOST),
         plain("SOURCE_PORT", port.clone()),
-        secret_env("SOURCE_USERNAME", &mirror, keys::USERNAME),
-        secret_env("SOURCE_PASSWORD", &mirror, keys::PASSWORD),
-        secret_env("SOURCE_DB", &mirror, keys::DATABASE),
+        secret_ref("SOURCE_USERNAME", &mirror, keys::USERNAME),
+        secret_ref("SOURCE_PASSWORD", &mirror, keys::PASSWORD),
+        secret_ref("SOURCE_DB", &mirror, keys::DATABASE),
         plain("TARGET_HOST", plan.target_host.clone()),
         plain("TARGET_PORT", port),
-        secret_env("TARGET_USERNAME", &target, keys::USERNAME),
-        secret_env("TARGET_PASSWORD", &target, keys::PASSWORD),
-        secret_env("TARGET_DB", &target, keys::DATABASE),
+        secret_ref("TARGET_USERNAME", &target, keys::USERNAME),
+        secret_ref("TARGET_PASSWORD", &target, keys::PASSWORD),
+        secret_ref("TARGET_DB", &target, keys::DATABASE),
     ];
     let container = Container {
         name: "copy-data".to_owned(),

@@ -2,13 +2,12 @@
 //! data, how it reads its credentials, how Kubernetes knows it is ready, and its default
 //! resources. Images are pinned to exact releases so that a restart never upgrades a database.
 
-use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Probe, SecretKeySelector, TCPSocketAction,
-};
+use k8s_openapi::api::core::v1::{EnvVar, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Resources, ServiceKind};
 use crate::facts::keys;
+use crate::render::env::{env as plain, secret_ref};
 
 /// A named container port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,33 +103,10 @@ pub fn fs_group(kind: ServiceKind) -> Option<i64> {
     }
 }
 
-fn plain(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        ..Default::default()
-    }
-}
-
-fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.to_owned(),
-                key: key.to_owned(),
-                optional: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// The container's environment: each image's own variable names, every credential read from
 /// `secret` (never a plain value).
 pub fn env(kind: ServiceKind, secret: &str) -> Vec<EnvVar> {
-    let s = |name: &str, key: &str| from_secret(name, secret, key);
+    let s = |name: &str, key: &str| secret_ref(name, secret, key);
     match kind {
         ServiceKind::Postgres => vec![
             s("POSTGRES_USER", keys::USERNAME),

@@ -302,8 +302,6 @@ impl Deliverer {
         fence: Option<&CancellationToken>,
     ) -> Settled {
         let inner = &*self.inner;
-        let never = CancellationToken::new();
-        let fence = fence.unwrap_or(&never);
         if body.len() > MAX_EVENT_BYTES {
             // A bad event must not block the others: dead-letter it unsent.
             let error = format!(
@@ -315,7 +313,7 @@ impl Deliverer {
         let mut attempts = 0u32;
         let mut counted = 0u32;
         loop {
-            if fence.is_cancelled() {
+            if fence.is_some_and(CancellationToken::is_cancelled) {
                 return Settled::Cancelled { attempts };
             }
             attempts += 1;
@@ -355,7 +353,7 @@ impl Deliverer {
             };
             tokio::select! {
                 () = cancel.cancelled() => return Settled::Cancelled { attempts },
-                () = fence.cancelled() => return Settled::Cancelled { attempts },
+                () = lost(fence) => return Settled::Cancelled { attempts },
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -522,4 +520,13 @@ fn failed(reason: String, not_ready: bool) -> Outcome {
         retry_after: None,
         not_ready,
     })
+}
+
+/// Resolves when the fence is cancelled; never without a fence (no allocation per event for
+/// sources whose claims cannot be lost).
+async fn lost(fence: Option<&CancellationToken>) {
+    match fence {
+        Some(fence) => fence.cancelled().await,
+        None => std::future::pending().await,
+    }
 }

@@ -199,13 +199,7 @@ impl PrivateMariadb {
     /// A clean server restart (SIGTERM, wait for the exit, start again):
     /// every session ends, its `GET_LOCK`s with it.
     pub fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
-        }
+        terminate(&mut self.child);
         self.launch();
     }
 
@@ -262,13 +256,7 @@ impl PrivateRedis {
     /// SIGTERM (redis-server writes its append-only file and exits), then
     /// start again on the same port and data.
     pub fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
-        }
+        terminate(&mut self.child);
         // Down for a moment, as a real restart is: the replicas' next commands fail, so the
         // outage is seen (an instant relaunch could be bridged by a reconnect in one command).
         std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -348,13 +336,7 @@ impl PrivateSeaweedfs {
 
     /// SIGTERM, wait for the exit, start again on the same ports and data.
     pub fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
-        }
+        terminate(&mut self.child);
         self.launch();
     }
 
@@ -372,5 +354,16 @@ impl Drop for PrivateSeaweedfs {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// SIGTERM to a private server and wait for its exit (a clean shutdown, as a restart does).
+fn terminate(child: &mut Option<std::process::Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
     }
 }

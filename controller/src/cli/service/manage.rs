@@ -116,17 +116,7 @@ pub(super) async fn list(client: &kube::Client, ns: &str, io: &mut Io<'_>) -> Re
         let (state, ready, storage) = status(set);
         rows.push([name, kind, state, ready, storage]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        writeln!(io.out, "{}", cells.join("  ").trim_end()).map_err(io_error)?;
-    }
+    crate::cli::write_table(io.out, &rows)?;
     Ok(())
 }
 

@@ -155,17 +155,7 @@ pub(super) async fn online(
                 };
                 rows.push([name, size, access, phase, users]);
             }
-            let widths: Vec<usize> = (0..5)
-                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-                .collect();
-            for r in rows {
-                let cells: Vec<String> = r
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                writeln!(io.out, "{}", cells.join("  ").trim_end()).map_err(io_error)?;
-            }
+            crate::cli::write_table(io.out, &rows)?;
             Ok(())
         }
         VolumeCommand::Delete { names, force } => {

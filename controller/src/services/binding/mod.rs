@@ -10,15 +10,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
-};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::{ServiceKind, profile};
 use crate::facts::{ServiceFacts, keys};
-use crate::render::env::{Database, binding_env};
+use crate::render::env::{Database, binding_env, env as plain, secret_ref};
 use crate::{Error, Result};
 
 /// Annotation on an app's Deployment: JSON map service name -> [`AppBinding`].
@@ -159,29 +157,6 @@ pub const MYSQL_CREATE_DATABASE: &str = r#"mysql -h "$DB_HOST" -P "$DB_PORT" -u 
 /// Seconds a finished create-database Job is kept.
 pub const CREATE_DATABASE_TTL: i32 = 600;
 
-fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.to_owned(),
-                key: key.to_owned(),
-                optional: None,
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn plain(name: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        ..Default::default()
-    }
-}
-
 /// The Job `<svc>-createdb-<suffix>` that creates `database` on the service, run with the
 /// service's own image (its client matches its server). `None` for types without databases to
 /// create (MongoDB creates a database on its first write). `suffix` is 8 hex digits.
@@ -217,8 +192,8 @@ pub fn create_database_job(
         env: Some(vec![
             plain("DB_HOST", facts.host.clone()),
             plain("DB_PORT", facts.port.to_string()),
-            from_secret("DB_USERNAME", &facts.secret, keys::USERNAME),
-            from_secret(password_var, &facts.secret, keys::PASSWORD),
+            secret_ref("DB_USERNAME", &facts.secret, keys::USERNAME),
+            secret_ref(password_var, &facts.secret, keys::PASSWORD),
             plain("DB_NAME", database.to_owned()),
         ]),
         ..Default::default()

@@ -27,7 +27,7 @@ fn app() -> Deployment {
                 spec: Some(PodSpec {
                     containers: vec![Container {
                         name: "web".into(),
-                        env: Some(vec![plain("KEEP", "1".into())]),
+                        env: Some(vec![plain("KEEP", "1")]),
                         ..Default::default()
                     }],
                     ..Default::default()
