@@ -102,7 +102,7 @@ pub fn describe_kube(error: &kube::Error) -> String {
                 format!(
                     "cannot reach the Kubernetes API server: {cause} (check the kubeconfig's server address, or that the cluster is up)"
                 )
-            } else if cause.to_string() == other.to_string() {
+            } else if other.to_string().contains(&cause.to_string()) {
                 other.to_string()
             } else {
                 format!("{other}: {cause}")
