@@ -9,11 +9,11 @@
 //! drained back to back; the poll interval applies only after a claim found
 //! nothing (or failed).
 //!
-//! Each turn of the loop reads the pump's state into a [`decision::PumpView`],
-//! lets the pure [`decision::next_action`] choose one step, and executes it;
-//! the rules live (and are tested) in [`decision`]. [`flight`] holds the
-//! deliveries, [`settlement`] what they left to tell the source and the
-//! metrics ([`DeliveryTally`], shared with the MinIO webhook).
+//! Each turn of the loop reads the pump's state into a `PumpView`, lets the
+//! pure `decision::next_action` choose one step, and executes it; the rules
+//! live (and are tested) in `decision/`. `flight.rs` holds the deliveries,
+//! `settlement.rs` what they left to tell the source and the metrics
+//! ([`DeliveryTally`], shared with the MinIO webhook).
 //!
 //! Shutdown: stop claiming, release what has not started, let in-flight
 //! deliveries finish within the grace period, cancel and release the rest,
@@ -102,24 +102,13 @@ impl<S: Source> Pump<S> {
             reconnect: Backoff::new(self.config.poll_interval),
             pump: self,
         };
-        loop {
-            running.flight.refill();
-            let view = running.view(&shutdown);
-            running.publish(view.held());
-            if running
-                .execute(next_action(&view), &shutdown)
-                .await
-                .is_break()
-            {
-                break;
-            }
-        }
+        while running.turn(&shutdown).await.is_continue() {}
         running.finish().await;
     }
 }
 
 /// The pump while it runs: the source and the deliveries, and the state the
-/// [`decision`] reads.
+/// decision reads.
 struct Running<S: Source, D, F> {
     pump: Pump<S>,
     flight: Flight<S::Handle, D, F>,
@@ -140,6 +129,14 @@ where
     D: Future<Output = (Claimed<S::Handle>, Settled)>,
     F: Fn(Claimed<S::Handle>) -> D,
 {
+    /// One turn of the loop: start what may start, look, choose one step, take it.
+    async fn turn(&mut self, shutdown: &CancellationToken) -> ControlFlow<()> {
+        self.flight.refill();
+        let view = self.view(shutdown);
+        self.publish(view.held());
+        self.execute(next_action(&view), shutdown).await
+    }
+
     /// Events held in the source: claimed and not yet settled back to it.
     fn held(&self) -> usize {
         self.flight.queue.len() + self.flight.active.len() + self.settled.unsettled()

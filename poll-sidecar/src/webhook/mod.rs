@@ -11,7 +11,7 @@
 //! 405 not a POST; 413 body over the limit; 502 the function did not accept a record within the
 //! attempts and the deadline. A SIGTERM lets requests in progress finish (within the grace period).
 //!
-//! [`payload`] checks the token and reads MinIO's body; this module serves and delivers.
+//! `payload.rs` checks the token and reads MinIO's body; this module serves and delivers.
 
 mod payload;
 
