@@ -4,7 +4,9 @@
 //!
 //! The request path mirrors the modules: [`config`] -> a [`source`] claims a
 //! batch -> the [`pump`] hands each event to the [`delivery`] engine -> the
-//! source acknowledges, dead-letters or releases it. [`admin`] serves
+//! source acknowledges, dead-letters or releases it, and is closed at the end.
+//! The MinIO [`webhook`] is the one ingress beside the pump: MinIO pushes
+//! events, which it delivers with the same engine. [`admin`] serves
 //! `/metrics`, `/healthz` and `/readyz`; [`shutdown`] turns SIGTERM into the
 //! drain.
 
@@ -17,6 +19,7 @@ pub mod metrics;
 pub mod pump;
 pub mod shutdown;
 pub mod source;
+pub mod webhook;
 
 pub use error::{Error, Result};
 
@@ -55,24 +58,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         }
         SourceConfig::Redis(redis) => {
             let started = Started::new(&config, &shutdown, "redis").await?;
-            let Some(source) = retry_connect(&config, &started, &shutdown, || {
+            let result = connect_and_pump(&config, &started, shutdown, || {
                 source::redis::RedisSource::connect(redis)
             })
-            .await?
-            else {
-                started.finish().await;
-                return Ok(());
-            };
-            let queue = source.queue().clone();
-            let result = pump(source, &config, &started, shutdown).await;
-            // Whatever is still held (an acknowledgement that failed) goes back to the list
-            // now rather than after the lease, and this consumer leaves the registry.
-            match queue.leave().await {
-                Ok(returned) => tracing::info!(message = "Left the Redis queue.", returned),
-                Err(error) => {
-                    tracing::warn!(message = "Leaving the Redis queue failed; the lease returns what was held.", %error)
-                }
-            }
+            .await;
             started.finish().await;
             result
         }
@@ -80,21 +69,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             let started = Started::new(&config, &shutdown, "s3").await?;
             let result = match &s3.mode {
                 S3Mode::Poll { .. } => {
-                    let Some(source) = retry_connect(&config, &started, &shutdown, || {
+                    connect_and_pump(&config, &started, shutdown, || {
                         source::s3::S3Source::connect(s3)
                     })
-                    .await?
-                    else {
-                        started.finish().await;
-                        return Ok(());
-                    };
-                    let lease = source.lease_releaser();
-                    let result = pump(source, &config, &started, shutdown).await;
-                    // Another replica (or the next pod) takes over now, not after the lease expires.
-                    if let Err(error) = lease.release().await {
-                        tracing::warn!(message = "Releasing the bucket lease failed; it expires by itself.", %error);
-                    }
-                    result
+                    .await
                 }
                 S3Mode::Webhook {
                     token,
@@ -102,11 +80,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
                     timeout,
                 } => {
                     let addr = std::net::SocketAddr::from(([0, 0, 0, 0], s3.webhook_port));
-                    let policy = source::s3::webhook::WebhookPolicy {
+                    let policy = webhook::WebhookPolicy {
                         token: token.expose().to_owned(),
                         max_body: *max_body,
                     };
-                    let delivery = source::s3::webhook::Delivery {
+                    let delivery = webhook::Delivery {
                         deliverer: started.deliverer.clone(),
                         metrics: started.metrics.clone(),
                         permits: std::sync::Arc::new(tokio::sync::Semaphore::new(
@@ -114,19 +92,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
                         )),
                         deadline: *timeout,
                     };
-                    source::s3::webhook::serve(
-                        addr,
-                        policy,
-                        delivery,
-                        config.pump.shutdown_grace,
-                        shutdown,
-                    )
-                    .await
+                    webhook::serve(addr, policy, delivery, config.pump.shutdown_grace, shutdown)
+                        .await
                 }
             };
             started.finish().await;
             result
         }
+    }
+}
+
+/// Connects a source once the admin port is open, retrying until it answers,
+/// and pumps it until shutdown (SIGTERM while connecting: `Ok`).
+async fn connect_and_pump<S, F, Fut>(
+    config: &Config,
+    started: &Started,
+    shutdown: CancellationToken,
+    connect: F,
+) -> Result<()>
+where
+    S: Source,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<S>>,
+{
+    match retry_connect(config, started, &shutdown, connect).await? {
+        Some(source) => pump(source, config, started, shutdown).await,
+        None => Ok(()),
     }
 }
 

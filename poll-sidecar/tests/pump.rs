@@ -25,6 +25,8 @@ struct Calls {
     dead: Vec<(u32, u32)>,
     released: Vec<u32>,
     flushed: bool,
+    /// `close` calls, and whether each came after `flush`.
+    closed: Vec<bool>,
 }
 
 struct MemorySource {
@@ -79,6 +81,13 @@ impl Source for MemorySource {
 
     async fn flush(&mut self) -> kipper_poll::Result<()> {
         self.calls.lock().unwrap().flushed = true;
+        Ok(())
+    }
+
+    async fn close(&mut self) -> kipper_poll::Result<()> {
+        let mut calls = self.calls.lock().unwrap();
+        let after_flush = calls.flushed;
+        calls.closed.push(after_flush);
         Ok(())
     }
 }
@@ -186,11 +195,12 @@ async fn shutdown_releases_what_has_not_started() {
     )
     .await;
     shutdown.cancel();
-    support::wait_until("flushed", Duration::from_secs(10), async || {
-        calls.lock().unwrap().flushed
+    support::wait_until("closed", Duration::from_secs(10), async || {
+        !calls.lock().unwrap().closed.is_empty()
     })
     .await;
     let calls = calls.lock().unwrap();
+    assert_eq!(calls.closed, [true], "closed once, after the flush");
     assert!(
         !calls.released.is_empty(),
         "queued events go back to the source"

@@ -21,6 +21,10 @@
 //!   background (a source may return from `ack` before its writes commit;
 //!   its next `ack` or `flush` reports their errors). Default: nothing.
 //! - [`Source::backlog`]: pending count for the backlog gauge, when cheap.
+//! - [`Source::close`]: the pump has stopped (after `flush`); end what the
+//!   source keeps up beside its events now rather than when it times out
+//!   (Redis leaves the consumer registry, S3 gives the bucket lease up).
+//!   Called once, last. Default: nothing.
 //! - [`Source::fence`]`(handle)`: a token the source cancels when it loses its
 //!   claim on the event (a SQL session ended with its server); the pump then
 //!   starts no further attempt of it and hands it back through `release`.
@@ -110,6 +114,14 @@ pub trait Source: Send + 'static {
     fn fence(handle: &Self::Handle) -> Option<&tokio_util::sync::CancellationToken> {
         let _ = handle;
         None
+    }
+
+    /// Ends what the source keeps up beside its events (a registration, a
+    /// lease) so that another replica takes over at once; the pump calls it
+    /// once, after [`Source::flush`], as the last call. A failure is logged:
+    /// what the source held comes back when its lease expires.
+    fn close(&mut self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
     }
 
     /// Events waiting in the source, if the source can count them cheaply.

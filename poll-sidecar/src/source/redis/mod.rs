@@ -93,8 +93,9 @@ pub fn consumer_id() -> String {
 /// The Redis list source.
 pub struct RedisSource {
     queue: RedisQueue,
-    /// Renews the heartbeat and recovers orphans; stopped when the source is dropped.
-    keeper: tokio::task::JoinHandle<()>,
+    /// Renews the heartbeat and recovers orphans; stopped by `close`, or when the source is
+    /// dropped.
+    keeper: Option<tokio::task::JoinHandle<()>>,
     /// Items handed to the pump and not yet settled.
     held: usize,
     /// Delivered items whose `LREM` failed (Redis unreachable): retried with the next call, so
@@ -114,7 +115,9 @@ impl Drop for RedisSource {
     fn drop(&mut self) {
         // Without heartbeats the lease expires and any other consumer (or the next start)
         // returns what is still held; the pump released everything it could before this.
-        self.keeper.abort();
+        if let Some(keeper) = &self.keeper {
+            keeper.abort();
+        }
     }
 }
 
@@ -143,7 +146,7 @@ impl RedisSource {
         let keeper = tokio::spawn(keep_alive(queue.clone(), config.lease));
         Ok(Self {
             queue,
-            keeper,
+            keeper: Some(keeper),
             held: 0,
             unacked: Vec::new(),
         })
@@ -275,6 +278,23 @@ impl Source for RedisSource {
             .release(&items)
             .await
             .map_err(|e| redis_error("release", &e))
+    }
+
+    /// Whatever is still held (an acknowledgement that failed) goes back to the list now rather
+    /// than after the lease, and this consumer leaves the registry.
+    async fn close(&mut self) -> Result<()> {
+        // The heartbeat stops first: a renewal after leaving would register this consumer again.
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+            let _ = keeper.await;
+        }
+        let returned = self
+            .queue
+            .leave()
+            .await
+            .map_err(|e| redis_error("leaving the queue", &e))?;
+        tracing::info!(message = "Left the Redis queue.", returned);
+        Ok(())
     }
 
     async fn backlog(&mut self) -> Result<Option<u64>> {

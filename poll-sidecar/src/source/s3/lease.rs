@@ -103,29 +103,15 @@ impl Lease {
 
 /// Keeps the lease renewed from a background task, so that a pump busy with slow deliveries
 /// (and so not claiming) does not lose it to another replica that would then deliver the same
-/// changes. Stopped when dropped.
+/// changes. Stopped by [`LeaseKeeper::give_up`], or when dropped.
 #[derive(Debug)]
 pub struct LeaseKeeper {
     state: std::sync::Arc<KeeperState>,
-    task: tokio::task::JoinHandle<()>,
-    /// What [`LeaseKeeper::releaser`] needs to give the lease up after the source is gone.
+    /// The renewal task; `None` once given up.
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// What [`LeaseKeeper::give_up`] needs to release the lease.
     release: (Lease, Bucket),
 }
-
-/// Gives the lease up at shutdown (see [`Lease::release`]).
-#[derive(Debug)]
-pub struct LeaseRelease {
-    lease: Lease,
-    bucket: Bucket,
-}
-
-impl LeaseRelease {
-    /// Give the lease up if this replica still holds it.
-    pub async fn release(&self) -> Result<()> {
-        self.lease.release(&self.bucket).await
-    }
-}
-
 #[derive(Debug, Default)]
 struct KeeperState {
     held: std::sync::atomic::AtomicBool,
@@ -177,22 +163,24 @@ impl LeaseKeeper {
         });
         Ok(Self {
             state,
-            task,
+            task: Some(task),
             release,
         })
     }
 
-    /// A handle that gives the lease up at shutdown, usable after the source is dropped.
-    pub fn releaser(&self) -> LeaseRelease {
-        let (lease, bucket) = &self.release;
-        LeaseRelease {
-            lease: Lease {
-                key: lease.key.clone(),
-                holder: lease.holder.clone(),
-                duration: lease.duration,
-            },
-            bucket: bucket.clone(),
+    /// Stops renewing and gives the lease up if this replica still holds it (shutdown), so
+    /// that another replica polls at once rather than after the lease expires.
+    pub async fn give_up(&mut self) -> Result<()> {
+        // The renewal stops first: one running after the release would take the lease again.
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
         }
+        self.state
+            .held
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let (lease, bucket) = &self.release;
+        lease.release(bucket).await
     }
 
     /// Whether this replica holds the lease.
@@ -208,6 +196,8 @@ impl LeaseKeeper {
 
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }

@@ -3,8 +3,9 @@
 //!   prefix), diffs it against the [`checkpoint`], hands each created, overwritten or deleted
 //!   object to the pump as an S3 event [`record`], and writes the checkpoint after each
 //!   acknowledged batch. Only the replica holding the [`lease`] polls.
-//! - Webhook (upstream-compatible): [`webhook`] receives MinIO's notifications and delivers
-//!   their records itself, answering MinIO non-2xx when the function did not accept them.
+//! - Webhook (upstream-compatible): [`crate::webhook`] receives MinIO's notifications and
+//!   delivers their records itself, beside the pump; it is no source and lives outside this
+//!   module.
 //!
 //! A change that fails every attempt is logged, counted and checkpointed (CONTRACT section 2:
 //! "S3: logged and counted"); it is not retried forever.
@@ -13,7 +14,6 @@ pub mod bucket;
 pub mod checkpoint;
 pub mod lease;
 pub mod record;
-pub mod webhook;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -111,11 +111,6 @@ impl S3Source {
             held: 0,
             saved_at: Instant::now(),
         })
-    }
-
-    /// A handle that gives the bucket lease up at shutdown, after the pump has dropped the source.
-    pub fn lease_releaser(&self) -> lease::LeaseRelease {
-        self.lease.releaser()
     }
 
     /// Whether this replica may poll now; a newly gained lease means another replica may have
@@ -307,5 +302,11 @@ impl Source for S3Source {
 
     async fn backlog(&mut self) -> Result<Option<u64>> {
         Ok(Some((self.pending.len() + self.held) as u64))
+    }
+
+    /// Gives the bucket lease up: another replica (or the next pod) takes over now, not after
+    /// the lease expires.
+    async fn close(&mut self) -> Result<()> {
+        self.lease.give_up().await
     }
 }

@@ -1,5 +1,8 @@
 //! Webhook mode of the MinIO trigger: a receiver for MinIO's webhook notification target
-//! (`notify_webhook` with `auth_token`), upstream-compatible but fixed. Upstream never exposed
+//! (`notify_webhook` with `auth_token`), upstream-compatible but fixed. It is an ingress beside
+//! the [`crate::pump`], not a [`crate::source::Source`]: MinIO pushes the events and keeps them
+//! until it gets a 2xx, so there is nothing to claim, acknowledge or release. Deliveries use the
+//! pump's [`Deliverer`] and are counted by the pump's [`DeliveryTally`]. Upstream never exposed
 //! or authenticated it; here every POST must carry `Authorization: Bearer <token>`, bodies are
 //! bounded, and MinIO gets a 2xx only when the function accepted every record of the request:
 //! otherwise MinIO keeps the event in its own queue and retries, so nothing is lost.
@@ -8,7 +11,7 @@
 //! 405 not a POST; 413 body over the limit; 502 the function did not accept a record within the
 //! attempts and the deadline. A SIGTERM lets requests in progress finish (within the grace period).
 //!
-//! [`payload`] checks the token and reads MinIO's body; this module serves and delivers.
+//! `payload.rs` checks the token and reads MinIO's body; this module serves and delivers.
 
 mod payload;
 
@@ -33,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Deliverer, Settled};
 use crate::metrics::Metrics;
+use crate::pump::DeliveryTally;
 use crate::{Error, Result};
 
 /// How the receiver checks and bounds requests.
@@ -173,14 +177,13 @@ impl Delivery {
         }))
         .await;
         timer.abort();
+        let mut tally = DeliveryTally::default();
         let mut first_error = None;
-        let (mut delivered, mut dead, mut retried) = (0u64, 0u64, 0u64);
         for s in &settled {
-            retried += u64::from(s.attempts().saturating_sub(1));
+            tally.count(s);
             match s {
-                Settled::Delivered { .. } => delivered += 1,
+                Settled::Delivered { .. } => {}
                 Settled::Dead { error, attempts } => {
-                    dead += 1;
                     first_error
                         .get_or_insert_with(|| format!("{error} (after {attempts} attempts)"));
                 }
@@ -190,12 +193,8 @@ impl Delivery {
                 }
             }
         }
-        self.metrics.delivered.inc_by(delivered);
-        self.metrics.retried.inc_by(retried);
-        // A record MinIO will send again is not dead here: MinIO's queue keeps it.
-        self.metrics
-            .failed
-            .inc_by(dead + (count as u64 - delivered - dead));
+        // A record that failed is not dead-lettered here: MinIO keeps it and sends it again.
+        tally.flush(&self.metrics);
         match first_error {
             None => Ok(count),
             Some(error) => Err(error),
