@@ -90,7 +90,7 @@ impl<H> Settlement<H> {
                 self.dead.push(DeadLetter {
                     event,
                     attempts,
-                    error,
+                    error: error.to_string(),
                 });
             }
             Settled::Cancelled { .. } => {
