@@ -3,7 +3,9 @@
 /// Everything that can go wrong in the controller, the renderer and the CLI.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A user-supplied value (flag, spec field) is wrong; the message names it and the fix.
+    /// A user-supplied value (flag, spec field, a name that does not exist) is wrong; the
+    /// message names it and the fix. Only user input: a failure of the cluster or of a
+    /// service is one of the other variants.
     #[error("{0}")]
     Invalid(String),
 
@@ -61,9 +63,34 @@ pub enum Error {
     #[error("s3: {0}")]
     S3(String),
 
-    /// Something the controller depends on is not available yet (retried with backoff).
+    /// The Kubernetes API, or something else the controller or `kip` depends on (a service's
+    /// pod, the host index), cannot be reached or is not ready yet; the controller retries
+    /// with backoff.
     #[error("{0}")]
     Unavailable(String),
+
+    /// An object in the cluster is not in the shape Kipper writes (a missing key, field or
+    /// label, a value that does not parse): someone edited it, or it is not Kipper's.
+    #[error("{object} {problem}")]
+    MalformedObject {
+        /// The object, e.g. `Secret orders-credentials`.
+        object: String,
+        /// What is wrong with it and, where one exists, the fix.
+        problem: String,
+    },
+
+    /// A task of the controller panicked or was cancelled.
+    #[error("{task} task failed: {source}")]
+    TaskFailed {
+        /// Which task, e.g. `server`.
+        task: &'static str,
+        /// How it ended.
+        source: tokio::task::JoinError,
+    },
+
+    /// A path the program's own structure rules out was reached (a bug).
+    #[error("internal: {0}")]
+    Internal(&'static str),
 }
 
 /// One line a user can act on for a Kubernetes client error: the API server's own message
@@ -127,6 +154,34 @@ impl Error {
             Error::Io { .. } => "IoError",
             Error::S3(_) => "S3Error",
             Error::Unavailable(_) => "Unavailable",
+            Error::MalformedObject { .. } => "MalformedObject",
+            Error::TaskFailed { .. } => "TaskFailed",
+            Error::Internal(_) => "Internal",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infrastructure_failures_are_not_invalid_input() {
+        let malformed = Error::MalformedObject {
+            object: "StatefulSet db in shop-prod".into(),
+            problem: "has no container".into(),
+        };
+        assert_eq!(
+            malformed.to_string(),
+            "StatefulSet db in shop-prod has no container"
+        );
+        assert_eq!(malformed.reason(), "MalformedObject");
+        let internal = Error::Internal("kip function is not run by the services module");
+        assert_eq!(
+            internal.to_string(),
+            "internal: kip function is not run by the services module"
+        );
+        assert_ne!(internal.reason(), Error::Invalid(String::new()).reason());
+        assert_eq!(Error::Unavailable("x".into()).reason(), "Unavailable");
     }
 }

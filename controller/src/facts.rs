@@ -183,12 +183,12 @@ impl ServiceFacts {
             facts.host = host.trim().to_owned();
         }
         if let Some(port) = secret_value(secret, keys::PORT) {
-            facts.port = port.trim().parse().map_err(|_| {
-                Error::Invalid(format!(
-                    "Secret {} key \"port\" is {port:?}, not a port number: set it to e.g. {}",
-                    facts.secret,
+            facts.port = port.trim().parse().map_err(|_| Error::MalformedObject {
+                object: format!("Secret {}", facts.secret),
+                problem: format!(
+                    "key \"port\" is {port:?}, not a port number: set it to e.g. {}",
                     kind.default_port()
-                ))
+                ),
             })?;
         }
         Ok(Some(facts))

@@ -120,6 +120,9 @@ pub async fn run(
     let _ = ctl.await;
     match server.await {
         Ok(r) => r,
-        Err(e) => Err(Error::Invalid(format!("server task failed: {e}"))),
+        Err(source) => Err(Error::TaskFailed {
+            task: "server",
+            source,
+        }),
     }
 }

@@ -291,9 +291,13 @@ pub async fn resolve(
             .data
             .as_ref()
             .and_then(|d| d.get(key))
-            .ok_or_else(|| Error::Invalid(format!("Secret {} has no key {key:?}", facts.secret)))?;
-        String::from_utf8(bytes.0.clone()).map_err(|_| {
-            Error::Invalid(format!("Secret {} key {key:?} is not UTF-8", facts.secret))
+            .ok_or_else(|| Error::MalformedObject {
+                object: format!("Secret {}", facts.secret),
+                problem: format!("has no key {key:?}"),
+            })?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| Error::MalformedObject {
+            object: format!("Secret {}", facts.secret),
+            problem: format!("key {key:?} is not UTF-8"),
         })
     };
     // A service Secret may say where S3 is (e.g. an external endpoint); else the convention.

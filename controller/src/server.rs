@@ -219,4 +219,23 @@ mod tests {
         assert_eq!(code, 502);
         assert!(body.contains("timeout"), "{body}");
     }
+
+    #[tokio::test]
+    async fn a_missing_function_is_404_a_broken_secret_502() {
+        let missing = state(|| Err(Error::Invalid("no Function ns/f".into())));
+        let (code, _) = text(route(&missing, &Method::GET, "/pending/ns/f").await).await;
+        assert_eq!(code, 404);
+        let broken = state(|| {
+            Err(Error::MalformedObject {
+                object: "Secret s3-credentials".into(),
+                problem: "has no key \"accessKey\"".into(),
+            })
+        });
+        let (code, body) = text(route(&broken, &Method::GET, "/pending/ns/f").await).await;
+        assert_eq!(code, 502);
+        assert!(
+            body.contains(r#"Secret s3-credentials has no key \"accessKey\""#),
+            "{body}"
+        );
+    }
 }

@@ -223,9 +223,13 @@ async fn one_attempt_reports_the_answer_and_sends_the_headers() {
     let body = Bytes::from_static(b"{\"a\":1}");
     match deliverer.deliver("key-1", 1, body.clone()).await {
         Outcome::Failed(failure) => {
-            assert!(failure.reason.starts_with("HTTP 500"), "{failure:?}");
+            assert!(failure.to_string().starts_with("HTTP 500"), "{failure:?}");
+            assert_eq!(
+                failure.status(),
+                Some(http::StatusCode::INTERNAL_SERVER_ERROR)
+            );
             assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
-            assert!(!failure.not_ready);
+            assert!(!failure.is_not_ready());
         }
         Outcome::Delivered => panic!("the first attempt fails"),
     }

@@ -27,6 +27,16 @@ fn print(line: &str) {
     let _ = out.flush();
 }
 
+/// Reports a worker that never became ready (the handler failed to load, or
+/// its connection could not be accepted) and returns the exit code, 1.
+fn load_failed(why: &dyn std::fmt::Display) -> ExitCode {
+    tracing::error!(message = "the handler failed to load", error = %why);
+    print(
+        &serde_json::json!({ "error": format!("the handler failed to load: {why}") }).to_string(),
+    );
+    1
+}
+
 /// Runs the handler once; returns the process exit code.
 pub async fn run(mut config: Config) -> Result<ExitCode> {
     // A cron run's event trigger is the schedule unless said otherwise.
@@ -43,16 +53,9 @@ pub async fn run(mut config: Config) -> Result<ExitCode> {
     };
     let running = match worker::start(0, 0, &spec).await {
         Ok(running) => running,
-        Err(
-            worker::StartError::LoadFailed(message)
-            | worker::StartError::Other(crate::Error::Worker(message)),
-        ) => {
-            tracing::error!(message = "the handler failed to load", error = %message);
-            print(
-                &serde_json::json!({ "error": format!("the handler failed to load: {message}") })
-                    .to_string(),
-            );
-            return Ok(1);
+        Err(worker::StartError::LoadFailed(message)) => return Ok(load_failed(&message)),
+        Err(worker::StartError::Other(crate::Error::Worker(failure))) => {
+            return Ok(load_failed(&failure));
         }
         Err(worker::StartError::Other(error)) => {
             tracing::error!(message = "cannot start the worker", %error);

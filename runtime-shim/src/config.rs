@@ -186,15 +186,21 @@ pub struct Config {
     pub json_logs: bool,
 }
 
+/// The `setting` of a configuration error clap reports, which may name any flag.
+pub const COMMAND_LINE: &str = "command line";
+
 const TRIGGERS: &[&str] = &[
     "http", "cron", "test", "postgres", "mysql", "redis", "minio", "rabbitmq",
 ];
 
-fn seconds(value: f64, setting: &str) -> Result<Duration> {
+fn seconds(value: f64, setting: &'static str) -> Result<Duration> {
     if !value.is_finite() || value <= 0.0 || value > 86_400.0 {
-        return Err(Error::Config(format!(
-            "{setting}={value} must be a number of seconds between 0 and 86400, e.g. {setting}=30"
-        )));
+        return Err(Error::config(
+            setting,
+            format!(
+                "{setting}={value} must be a number of seconds between 0 and 86400, e.g. {setting}=30"
+            ),
+        ));
     }
     Ok(Duration::from_secs_f64(value))
 }
@@ -269,9 +275,10 @@ impl Args {
             Some(r) if r == "node" || r == "nodejs" => Some(Runtime::Node),
             Some(r) if r == "python" || r == "python3" => Some(Runtime::Python),
             Some(r) => {
-                return Err(Error::Config(format!(
-                    "KIPPER_RUNTIME={r} is not supported; set it to node or python"
-                )));
+                return Err(Error::config(
+                    "KIPPER_RUNTIME",
+                    format!("KIPPER_RUNTIME={r} is not supported; set it to node or python"),
+                ));
             }
         };
         let path = self
@@ -283,10 +290,13 @@ impl Args {
             (Some(p), None) => match Runtime::from_extension(&p) {
                 Some(r) => (p, r),
                 None => {
-                    return Err(Error::Config(format!(
-                        "cannot infer the runtime of {}: name it .js/.cjs/.mjs or .py, or set KIPPER_RUNTIME=node|python",
-                        p.display()
-                    )));
+                    return Err(Error::config(
+                        "KIPPER_RUNTIME",
+                        format!(
+                            "cannot infer the runtime of {}: name it .js/.cjs/.mjs or .py, or set KIPPER_RUNTIME=node|python",
+                            p.display()
+                        ),
+                    ));
                 }
             },
             (None, Some(Runtime::Python)) => {
@@ -299,31 +309,38 @@ impl Args {
             "batch" => Mode::Batch,
             "install" => Mode::Install,
             other => {
-                return Err(Error::Config(format!(
-                    "KIPPER_MODE={other} is not supported; set it to http, batch or install"
-                )));
+                return Err(Error::config(
+                    "KIPPER_MODE",
+                    format!(
+                        "KIPPER_MODE={other} is not supported; set it to http, batch or install"
+                    ),
+                ));
             }
         };
         let trigger = self.trigger.filter(|t| !t.is_empty());
         if let Some(t) = &trigger
             && !TRIGGERS.contains(&t.as_str())
         {
-            return Err(Error::Config(format!(
-                "KIPPER_TRIGGER={t} is not supported; use one of {}",
-                TRIGGERS.join(", ")
-            )));
+            return Err(Error::config(
+                "KIPPER_TRIGGER",
+                format!(
+                    "KIPPER_TRIGGER={t} is not supported; use one of {}",
+                    TRIGGERS.join(", ")
+                ),
+            ));
         }
         let workers = match self.workers {
             Some(0) => {
-                return Err(Error::Config(
-                    "KIPPER_WORKERS=0: set at least 1 worker, or unset it to use one per CPU"
-                        .into(),
+                return Err(Error::config(
+                    "KIPPER_WORKERS",
+                    "KIPPER_WORKERS=0: set at least 1 worker, or unset it to use one per CPU",
                 ));
             }
             Some(n) if n > 256 => {
-                return Err(Error::Config(format!(
-                    "KIPPER_WORKERS={n} is too many; use at most 256"
-                )));
+                return Err(Error::config(
+                    "KIPPER_WORKERS",
+                    format!("KIPPER_WORKERS={n} is too many; use at most 256"),
+                ));
             }
             Some(n) => n,
             None => std::thread::available_parallelism()
@@ -331,21 +348,25 @@ impl Args {
                 .unwrap_or(1),
         };
         if self.hold_max == 0 {
-            return Err(Error::Config("KIPPER_HOLD_MAX=0 would refuse every request during a cold start; set it to 1 or more".into()));
+            return Err(Error::config(
+                "KIPPER_HOLD_MAX",
+                "KIPPER_HOLD_MAX=0 would refuse every request during a cold start; set it to 1 or more",
+            ));
         }
         if self.body_limit == 0 {
-            return Err(Error::Config(
-                "KIPPER_BODY_LIMIT=0 would refuse every body; set a size in bytes, e.g. 6291456"
-                    .into(),
+            return Err(Error::config(
+                "KIPPER_BODY_LIMIT",
+                "KIPPER_BODY_LIMIT=0 would refuse every body; set a size in bytes, e.g. 6291456",
             ));
         }
         let json_logs = match self.log_format.as_str() {
             "text" => false,
             "json" => true,
             other => {
-                return Err(Error::Config(format!(
-                    "KIPPER_LOG_FORMAT={other} is not supported; set it to text or json"
-                )));
+                return Err(Error::config(
+                    "KIPPER_LOG_FORMAT",
+                    format!("KIPPER_LOG_FORMAT={other} is not supported; set it to text or json"),
+                ));
             }
         };
         let owns_work_dir = self.work_dir.is_none();
@@ -383,8 +404,8 @@ impl Args {
 impl Config {
     /// A configuration for tests and benchmarks: the handler on an ephemeral loopback port.
     pub fn for_handler(handler: impl Into<PathBuf>) -> Result<Self> {
-        let mut args =
-            Args::try_parse_from(["kipper-shim"]).map_err(|e| Error::Config(e.to_string()))?;
+        let mut args = Args::try_parse_from(["kipper-shim"])
+            .map_err(|e| Error::config(COMMAND_LINE, e.to_string()))?;
         args.handler = Some(handler.into());
         args.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
         args.port = 0;
@@ -401,7 +422,7 @@ mod tests {
         let mut all = vec!["kipper-shim"];
         all.extend_from_slice(args);
         Args::try_parse_from(all)
-            .map_err(|e| Error::Config(e.to_string()))?
+            .map_err(|e| Error::config(COMMAND_LINE, e.to_string()))?
             .into_config()
     }
 
@@ -477,7 +498,12 @@ mod tests {
             (&["--hold-max", "0"][..], "KIPPER_HOLD_MAX"),
             (&["--log-format", "xml"][..], "KIPPER_LOG_FORMAT"),
         ] {
-            let err = parse(args).unwrap_err().to_string();
+            let err = parse(args).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { setting: s, .. } if *s == setting),
+                "{args:?}: {err:?}"
+            );
+            let err = err.to_string();
             assert!(err.contains(setting), "{args:?}: {err}");
         }
     }

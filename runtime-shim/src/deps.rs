@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use crate::config::{Config, Runtime};
-use crate::{Error, Result};
+use crate::{DepsFailure, Error, Result};
 
 /// Marks a finished install inside its directory.
 const COMPLETE: &str = ".kipper-complete";
@@ -79,11 +79,8 @@ pub fn content_hash(runtime: Runtime, parts: &[&[u8]]) -> String {
 /// runs in the install directory, not beside the handler; `None` when the
 /// manifest declares no (optional) dependencies at all.
 pub fn absolutize_file_specs(manifest: &[u8], base: &Path) -> Result<Option<Vec<u8>>> {
-    let mut doc: serde_json::Value = serde_json::from_slice(manifest).map_err(|e| {
-        Error::Deps(format!(
-            "package.json beside the handler is not valid JSON: {e}"
-        ))
-    })?;
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(manifest).map_err(|e| Error::Deps(DepsFailure::Manifest(e)))?;
     let declared = ["dependencies", "optionalDependencies"]
         .iter()
         .any(|section| {
@@ -114,7 +111,7 @@ pub fn absolutize_file_specs(manifest: &[u8], base: &Path) -> Result<Option<Vec<
     }
     serde_json::to_vec_pretty(&doc)
         .map(Some)
-        .map_err(|e| Error::Deps(e.to_string()))
+        .map_err(|e| Error::Deps(DepsFailure::Rewrite(e)))
 }
 
 /// The directory an install of `hash` goes to: the cache when mounted, else the work dir.
@@ -249,14 +246,15 @@ fn publish(staging: &Path, final_dir: &Path) -> Result<()> {
     }
 }
 
-async fn run_installer(mut cmd: Command, what: &str, program: &str) -> Result<()> {
+async fn run_installer(mut cmd: Command, what: &'static str, program: &str) -> Result<()> {
     let started = Instant::now();
     tracing::info!(message = "installing dependencies", installer = what);
     cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
-    let output = cmd.output().await.map_err(|e| {
-        Error::Deps(format!(
-            "cannot run {program} ({e}); install it or set KIPPER_NPM_BIN / KIPPER_PYTHON_BIN"
-        ))
+    let output = cmd.output().await.map_err(|source| {
+        Error::Deps(DepsFailure::Launch {
+            program: program.to_owned(),
+            source,
+        })
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -268,11 +266,11 @@ async fn run_installer(mut cmd: Command, what: &str, program: &str) -> Result<()
             .into_iter()
             .rev()
             .collect();
-        return Err(Error::Deps(format!(
-            "{what} exited with {}: {}",
-            output.status,
-            tail.join(" | ")
-        )));
+        return Err(Error::Deps(DepsFailure::Exited {
+            installer: what,
+            status: output.status,
+            stderr_tail: tail.join(" | "),
+        }));
     }
     tracing::info!(
         message = "dependencies installed",

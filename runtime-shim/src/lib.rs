@@ -24,7 +24,7 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use error::{Error, Result};
+pub use error::{DepsFailure, Error, ProtocolViolation, Result, WorkerFailure};
 
 use config::{Config, Mode};
 

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     };
     let code = match runtime.block_on(kipper_shim::run(config, kipper_shim::shutdown::signal())) {
         Ok(code) => code,
-        Err(error @ kipper_shim::Error::Config(_)) => {
+        Err(error @ kipper_shim::Error::Config { .. }) => {
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             return refused(&error);
         }

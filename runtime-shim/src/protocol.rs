@@ -21,7 +21,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::{Error, Result};
+use crate::{Error, ProtocolViolation, Result};
 
 /// Frame kind: shim -> worker, one invocation.
 pub const INVOKE: u8 = 1;
@@ -231,7 +231,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>> {
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     if !(5..=MAX_FRAME).contains(&len) {
-        return Err(Error::Protocol(format!("frame length {len} out of range")));
+        return Err(Error::Protocol(ProtocolViolation::FrameLength(len)));
     }
     if buf.len() < 4 + len {
         buf.reserve(4 + len - buf.len());
@@ -244,13 +244,13 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>> {
     let decoded = match kind {
         RESULT => {
             if frame.len() < 7 {
-                return Err(Error::Protocol("short RESULT frame".into()));
+                return Err(Error::Protocol(ProtocolViolation::Short("RESULT")));
             }
             let status = frame.get_u16_le();
             let content_type = frame.get_u8();
             let headers_len = frame.get_u32_le() as usize;
             if frame.len() < headers_len {
-                return Err(Error::Protocol("RESULT headers overrun the frame".into()));
+                return Err(Error::Protocol(ProtocolViolation::HeadersOverrun));
             }
             let headers = frame.split_to(headers_len);
             Frame::Result(Reply {
@@ -263,7 +263,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>> {
         }
         LOG => {
             if frame.is_empty() {
-                return Err(Error::Protocol("short LOG frame".into()));
+                return Err(Error::Protocol(ProtocolViolation::Short("LOG")));
             }
             let stream = frame.get_u8();
             Frame::Log {
@@ -282,7 +282,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>> {
             serial: frame.first() == Some(&READY_SERIAL),
         },
         LOAD_FAILED => Frame::LoadFailed(String::from_utf8_lossy(&frame).into_owned()),
-        other => return Err(Error::Protocol(format!("unknown frame kind {other}"))),
+        other => return Err(Error::Protocol(ProtocolViolation::UnknownKind(other))),
     };
     Ok(Some(decoded))
 }

@@ -137,9 +137,10 @@ async fn reconcile_inner(function: &Function, ctx: &Context) -> Result<Action> {
         // Children carry owner references: the garbage collector deletes them.
         return Ok(Action::await_change());
     }
-    let namespace = function
-        .namespace()
-        .ok_or_else(|| Error::Invalid("Function without a namespace".into()))?;
+    let namespace = function.namespace().ok_or_else(|| Error::MalformedObject {
+        object: format!("Function {}", function.name_any()),
+        problem: "has no namespace".into(),
+    })?;
     let name = function.name_any();
     let catalog = service_catalog(&ctx.client, &namespace, function).await?;
     let mut rendered = render::render(function, &catalog.services, &ctx.settings);

@@ -105,13 +105,17 @@ pub fn mirror_secret(plan: &CopyPlan, source: &Secret) -> Result<Secret> {
     let data = source.data.clone().unwrap_or_default();
     let mut mirrored = BTreeMap::new();
     for key in [keys::USERNAME, keys::PASSWORD, keys::DATABASE] {
-        let value = data.get(key).cloned().ok_or_else(|| {
-            Error::Invalid(format!(
-                "{} in {} has no key {key}: it is not a Kipper service's credentials",
-                credentials_secret(&plan.service),
-                plan.source_namespace
-            ))
-        })?;
+        let value = data
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::MalformedObject {
+                object: format!(
+                    "{} in {}",
+                    credentials_secret(&plan.service),
+                    plan.source_namespace
+                ),
+                problem: format!("has no key {key}: it is not a Kipper service's credentials"),
+            })?;
         mirrored.insert(key.to_owned(), value);
     }
     mirrored.insert(

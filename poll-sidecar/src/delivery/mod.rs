@@ -16,15 +16,21 @@
 //! counts, `Retry-After` or not: a 502 (kipper-shim: the worker died under
 //! this request) or 504 is this event's failed attempt, so a poison event
 //! that kills its worker reaches the cap and is dead-lettered.
+//!
+//! Attempts end in a typed [`Outcome`] ([`outcome`]): the gate and the retry
+//! rule decide on its [`FailureKind`], and the text logged and dead-lettered
+//! is rendered from it. Readiness probing lives in [`readiness`].
 
 pub mod backoff;
 pub mod gate;
+pub mod outcome;
+pub mod readiness;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -33,140 +39,15 @@ use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use gate::{Closed, Gate};
+pub use outcome::{Failure, FailureKind, Outcome, Settled};
+pub use readiness::ProbeResult;
 
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
 
-/// The result of one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The target answered 2xx.
-    Delivered,
-    /// Anything else.
-    Failed(Failure),
-}
-
-/// Why an attempt failed and what the target asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// One line, e.g. `HTTP 500: {"error":"boom"}` or `timed out after 30s`.
-    pub reason: String,
-    /// The target's `Retry-After`, if any.
-    pub retry_after: Option<Duration>,
-    /// Refused or 503: the target is not ready (the gate is now closed).
-    pub not_ready: bool,
-}
-
-/// How an event's deliveries ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settled {
-    /// A 2xx after `attempts` attempts.
-    Delivered {
-        /// Attempts made, the successful one included.
-        attempts: u32,
-    },
-    /// The attempt cap was reached.
-    Dead {
-        /// Attempts made.
-        attempts: u32,
-        /// The last failure.
-        error: String,
-    },
-    /// Shutdown came first, or the source revoked the event (its claim was
-    /// lost: see [`Deliverer::deliver_fenced`]); no further attempt was made.
-    Cancelled {
-        /// Attempts made.
-        attempts: u32,
-    },
-}
-
-impl Settled {
-    /// Attempts made, failed ones included.
-    pub fn attempts(&self) -> u32 {
-        match self {
-            Self::Delivered { attempts }
-            | Self::Dead { attempts, .. }
-            | Self::Cancelled { attempts } => *attempts,
-        }
-    }
-}
-
-/// How long the gate stays shut after a 503 with nothing in flight before a
-/// probe may let one batch try again.
-const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
-
 /// The longest wait between attempts while the target is not ready (unless
 /// it sends a longer Retry-After).
 const NOT_READY_WAIT: Duration = Duration::from_secs(2);
-
-/// How often, at most, a closed gate says in the log what the probe saw.
-const NOT_READY_LOG_EVERY: Duration = Duration::from_secs(5);
-
-/// The longest a readiness probe waits: a local handler that cannot accept a connection
-/// or answer a GET within this is not ready, whatever the delivery timeout.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What one readiness probe saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeResult {
-    /// A 2xx from the ready URL, or (without one) an accepted TCP connection.
-    Ready,
-    /// Nothing listens on the port.
-    Refused,
-    /// The ready URL answered with this non-2xx status.
-    Status(u16),
-    /// No answer within the probe timeout.
-    TimedOut,
-    /// Anything else (DNS, reset, a malformed answer), in one line.
-    Error(String),
-}
-
-impl ProbeResult {
-    /// Whether the target looks ready.
-    pub fn is_ready(&self) -> bool {
-        *self == ProbeResult::Ready
-    }
-
-    /// The `result` label on `kipper_poll_readiness_probes_total`.
-    pub fn label(&self) -> String {
-        match self {
-            ProbeResult::Ready => "ready".into(),
-            ProbeResult::Refused => "refused".into(),
-            ProbeResult::Status(code) => format!("http_{code}"),
-            ProbeResult::TimedOut => "timeout".into(),
-            ProbeResult::Error(_) => "error".into(),
-        }
-    }
-
-    /// What an operator should do about it, when the result says.
-    fn hint(&self) -> &'static str {
-        match self {
-            ProbeResult::Status(404) => {
-                "the server has no such path: point KIPPER_TARGET_READY_URL at a path it serves \
-                 (kip function create --health-path), or unset it for a TCP check"
-            }
-            ProbeResult::Status(503) => {
-                "the handler says it is not ready (starting, or failed to load: see its log)"
-            }
-            ProbeResult::Refused => {
-                "nothing listens yet: the function is starting, or not listening on the port of KIPPER_TARGET_URL"
-            }
-            _ => "",
-        }
-    }
-}
-
-impl std::fmt::Display for ProbeResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProbeResult::Ready => f.write_str("ready"),
-            ProbeResult::Refused => f.write_str("connection refused"),
-            ProbeResult::Status(code) => write!(f, "HTTP {code}"),
-            ProbeResult::TimedOut => write!(f, "no answer within {PROBE_TIMEOUT:?}"),
-            ProbeResult::Error(e) => f.write_str(e),
-        }
-    }
-}
 
 /// The largest event body delivered; larger ones are dead-lettered unsent
 /// (a row or item that size is a mistake, and memory is bounded).
@@ -245,12 +126,14 @@ impl Deliverer {
             headers.insert("kipper-attempt", HeaderValue::from(attempt));
         }
         let Ok(request) = request.body(Full::new(body)) else {
-            return failed(format!("cannot build a request to {}", inner.target), false);
+            return failed(FailureKind::Unsendable {
+                target: inner.target.clone(),
+            });
         };
         let started = Instant::now();
         let outcome = match tokio::time::timeout(inner.timeout, inner.send(request)).await {
             Ok(outcome) => outcome,
-            Err(_) => failed(format!("timed out after {:?}", inner.timeout), false),
+            Err(_) => failed(FailureKind::Timeout(inner.timeout)),
         };
         inner
             .metrics
@@ -258,21 +141,14 @@ impl Deliverer {
             .observe(started.elapsed().as_secs_f64());
         match &outcome {
             Outcome::Delivered => inner.gate.confirm(),
-            Outcome::Failed(Failure {
-                not_ready: true,
-                reason,
-                ..
-            }) => {
-                inner.gate.close(if reason.starts_with("HTTP 503") {
-                    Closed::Unavailable
-                } else {
-                    Closed::Refused
-                });
+            Outcome::Failed(failure) if failure.is_unavailable() => {
+                inner.gate.close(Closed::Unavailable);
+            }
+            Outcome::Failed(failure) if failure.is_not_ready() => {
+                inner.gate.close(Closed::Refused);
             }
             // Any other answer (a 500 too) shows the handler is up and serving.
-            Outcome::Failed(Failure { reason, .. }) if reason.starts_with("HTTP ") => {
-                inner.gate.confirm()
-            }
+            Outcome::Failed(failure) if failure.target_answered() => inner.gate.confirm(),
             Outcome::Failed(_) => {}
         }
         outcome
@@ -304,10 +180,7 @@ impl Deliverer {
         let inner = &*self.inner;
         if body.len() > MAX_EVENT_BYTES {
             // A bad event must not block the others: dead-letter it unsent.
-            let error = format!(
-                "event of {} bytes exceeds the {MAX_EVENT_BYTES}-byte limit",
-                body.len()
-            );
+            let error = Failure::new(FailureKind::TooLarge { bytes: body.len() });
             return Settled::Dead { attempts: 0, error };
         }
         let mut attempts = 0u32;
@@ -329,8 +202,8 @@ impl Deliverer {
             // A 503 counts only when the ready URL says the target is ready and
             // it asks for no Retry-After: then it is the handler's verdict on
             // this event, not a start-up state or backpressure.
-            let counts = !failure.not_ready
-                || (failure.reason.starts_with("HTTP 503")
+            let counts = !failure.is_not_ready()
+                || (failure.is_unavailable()
                     && failure.retry_after.is_none()
                     && inner.ready_url.is_some()
                     && self.probe().await.is_ready());
@@ -339,11 +212,11 @@ impl Deliverer {
                 if counted >= inner.max_attempts {
                     return Settled::Dead {
                         attempts,
-                        error: failure.reason,
+                        error: failure,
                     };
                 }
             }
-            tracing::debug!(message = "Delivery failed; retrying.", id, attempts, reason = %failure.reason);
+            tracing::debug!(message = "Delivery failed; retrying.", id, attempts, reason = %failure);
             let wait = match (failure.retry_after, counts) {
                 (Some(asked), _) => inner.backoff.wait_or(attempts, Some(asked)),
                 (None, true) => inner.backoff.wait(counted),
@@ -358,111 +231,6 @@ impl Deliverer {
             }
         }
     }
-
-    /// What the readiness probe is: `GET <ready URL>`, or `TCP connect host:port`.
-    pub fn probe_target(&self) -> String {
-        let inner = &*self.inner;
-        match &inner.ready_url {
-            Some(url) => format!("GET {url}"),
-            None => format!(
-                "TCP connect {}:{}",
-                inner.target.host().unwrap_or("localhost"),
-                inner.target.port_u16().unwrap_or(80)
-            ),
-        }
-    }
-
-    /// Probes the target once: the ready URL should answer 2xx, or without one, the
-    /// target's port should accept a connection.
-    pub async fn probe(&self) -> ProbeResult {
-        let inner = &*self.inner;
-        match &inner.ready_url {
-            Some(url) => {
-                let Ok(request) = Request::get(url.clone()).body(Full::new(Bytes::new())) else {
-                    return ProbeResult::Error(format!("cannot build a GET of {url}"));
-                };
-                let timeout = inner.timeout.min(PROBE_TIMEOUT);
-                match tokio::time::timeout(timeout, inner.client.request(request)).await {
-                    Ok(Ok(answer)) if answer.status().is_success() => ProbeResult::Ready,
-                    Ok(Ok(answer)) => ProbeResult::Status(answer.status().as_u16()),
-                    Ok(Err(e)) if e.is_connect() => ProbeResult::Refused,
-                    Ok(Err(e)) => ProbeResult::Error(e.to_string()),
-                    Err(_) => ProbeResult::TimedOut,
-                }
-            }
-            None => {
-                let host = inner.target.host().unwrap_or("localhost");
-                let port = inner.target.port_u16().unwrap_or(80);
-                let connect = tokio::net::TcpStream::connect((host, port));
-                match tokio::time::timeout(inner.timeout.min(PROBE_TIMEOUT), connect).await {
-                    Ok(Ok(_)) => ProbeResult::Ready,
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                        ProbeResult::Refused
-                    }
-                    Ok(Err(e)) => ProbeResult::Error(e.to_string()),
-                    Err(_) => ProbeResult::TimedOut,
-                }
-            }
-        }
-    }
-
-    /// Waits until the gate is open, probing while it is closed for a reason
-    /// a probe can clear, or until `cancel`. Returns false when cancelled.
-    pub async fn wait_ready(&self, cancel: &CancellationToken) -> bool {
-        let gate = self.gate();
-        let mut wait = Duration::from_millis(50);
-        let since = tokio::time::Instant::now();
-        let mut last_log: Option<tokio::time::Instant> = None;
-        while let Some(why) = gate.closed() {
-            // After a 503 only a delivery proves readiness, but when none is
-            // left in flight to prove it, a probe lets one batch try again
-            // (half-open) every UNAVAILABLE_RETRY.
-            let probe_clears = self.inner.ready_url.is_some()
-                || why != Closed::Unavailable
-                || since.elapsed() >= UNAVAILABLE_RETRY;
-            if probe_clears {
-                let result = self.probe().await;
-                self.inner
-                    .metrics
-                    .readiness_probes
-                    .get_or_create(&crate::metrics::ProbeLabel {
-                        result: result.label(),
-                    })
-                    .inc();
-                if result.is_ready() {
-                    gate.open();
-                    break;
-                }
-                // Say why nothing is delivered: at once, then every few seconds, so a
-                // function that never becomes ready is never silent.
-                if last_log.is_none_or(|t| t.elapsed() >= NOT_READY_LOG_EVERY) {
-                    last_log = Some(tokio::time::Instant::now());
-                    tracing::warn!(
-                        message = "Target is not ready; nothing is claimed until it is.",
-                        probe = %self.probe_target(),
-                        result = %result,
-                        gate = why.label(),
-                        waited_ms = since.elapsed().as_millis() as u64,
-                        hint = result.hint(),
-                    );
-                }
-            } else if last_log.is_none_or(|t| t.elapsed() >= NOT_READY_LOG_EVERY) {
-                last_log = Some(tokio::time::Instant::now());
-                tracing::warn!(
-                    message = "Target answered 503; nothing is claimed until it answers otherwise.",
-                    target = %self.inner.target,
-                    gate = why.label(),
-                    waited_ms = since.elapsed().as_millis() as u64,
-                );
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return false,
-                () = gate.opened_within(wait) => {}
-            }
-            wait = (wait * 2).min(Duration::from_secs(2));
-        }
-        !cancel.is_cancelled()
-    }
 }
 
 impl Inner {
@@ -470,9 +238,17 @@ impl Inner {
         let answer = match self.client.request(request).await {
             Ok(answer) => answer,
             Err(e) if e.is_connect() => {
-                return failed(format!("cannot connect to {}: {e}", self.target), true);
+                return failed(FailureKind::Refused {
+                    target: self.target.clone(),
+                    detail: e.to_string(),
+                });
             }
-            Err(e) => return failed(format!("request to {} failed: {e}", self.target), false),
+            Err(e) => {
+                return failed(FailureKind::Connection {
+                    target: self.target.clone(),
+                    detail: e.to_string(),
+                });
+            }
         };
         let status = answer.status();
         let retry_after = answer
@@ -500,26 +276,16 @@ impl Inner {
         if status.is_success() {
             return Outcome::Delivered;
         }
-        let text = String::from_utf8_lossy(&kept).replace(['\n', '\r'], " ");
-        let reason = if text.is_empty() {
-            format!("HTTP {}", status.as_u16())
-        } else {
-            format!("HTTP {}: {text}", status.as_u16())
-        };
+        let body = String::from_utf8_lossy(&kept).replace(['\n', '\r'], " ");
         Outcome::Failed(Failure {
-            reason,
+            kind: FailureKind::Status { status, body },
             retry_after,
-            not_ready: status == StatusCode::SERVICE_UNAVAILABLE,
         })
     }
 }
 
-fn failed(reason: String, not_ready: bool) -> Outcome {
-    Outcome::Failed(Failure {
-        reason,
-        retry_after: None,
-        not_ready,
-    })
+fn failed(kind: FailureKind) -> Outcome {
+    Outcome::Failed(Failure::new(kind))
 }
 
 /// Resolves when the fence is cancelled; never without a fence (no allocation per event for

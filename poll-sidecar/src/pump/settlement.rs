@@ -88,7 +88,7 @@ impl<H> Settlement<H> {
             Settled::Dead { attempts, error } => self.dead.push(DeadLetter {
                 event,
                 attempts,
-                error,
+                error: error.to_string(),
             }),
             Settled::Cancelled { .. } => self.cancelled.push(event),
         }
@@ -117,8 +117,18 @@ impl<H> Settlement<H> {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use http::StatusCode;
+
+    use crate::delivery::{Failure, FailureKind};
 
     use super::*;
+
+    fn http_500() -> Failure {
+        Failure::new(FailureKind::Status {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: String::new(),
+        })
+    }
 
     fn event(n: u32) -> Claimed<u32> {
         Claimed {
@@ -135,11 +145,11 @@ mod tests {
         tally.count(&Settled::Delivered { attempts: 3 });
         tally.count(&Settled::Dead {
             attempts: 4,
-            error: "HTTP 500".into(),
+            error: http_500(),
         });
         tally.count(&Settled::Dead {
             attempts: 0,
-            error: "too big".into(),
+            error: Failure::new(FailureKind::TooLarge { bytes: 1 }),
         });
         tally.count(&Settled::Cancelled { attempts: 2 });
         assert_eq!(
@@ -177,7 +187,7 @@ mod tests {
             event(2),
             Settled::Dead {
                 attempts: 3,
-                error: "HTTP 500".into(),
+                error: http_500(),
             },
         );
         assert_eq!(settled.since, Some(first));

@@ -28,7 +28,7 @@ use crate::bootstrap;
 use crate::config::{Config, Runtime};
 use crate::deps::{self, Installed};
 use crate::metrics::Metrics;
-use crate::{Error, Result};
+use crate::{Error, Result, WorkerFailure};
 use worker::{StartError, Worker, WorkerSpec};
 
 /// Where the pool is in its life.
@@ -297,10 +297,9 @@ pub async fn prepare(config: &Config) -> Result<WorkerSpec> {
         source,
     })?;
     if !handler.is_file() {
-        return Err(Error::Worker(format!(
-            "handler file {} does not exist (set KIPPER_FUNCTION_PATH or pass the file)",
-            handler.display()
-        )));
+        return Err(Error::Worker(WorkerFailure::HandlerMissing {
+            path: handler,
+        }));
     }
     let boot = bootstrap::write(&config.work_dir, config.runtime)?;
     let installed = deps::install(config).await?;

@@ -14,9 +14,27 @@ use tokio::process::{Child, Command};
 
 use super::worker::{Worker, lock, log_handler_line};
 use crate::protocol::{self, Frame};
-use crate::{Error, Result};
+use crate::{Error, ProtocolViolation, Result, WorkerFailure};
 
 const CLOSED_EARLY: &str = "the worker closed its connection before the handler loaded";
+
+/// How waiting for the handler to load ended without it loading.
+enum LoadStop {
+    /// The worker closed its connection without a word: if it also exited, its
+    /// exit status and stderr say more.
+    ClosedEarly,
+    /// The worker said why, or broke the protocol.
+    Failed(StartError),
+}
+
+impl From<LoadStop> for StartError {
+    fn from(stop: LoadStop) -> Self {
+        match stop {
+            LoadStop::ClosedEarly => StartError::LoadFailed(CLOSED_EARLY.into()),
+            LoadStop::Failed(error) => error,
+        }
+    }
+}
 
 /// How to start a worker process.
 #[derive(Debug, Clone)]
@@ -109,9 +127,7 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
     };
     let connected = match accepted {
         Ok(Ok((stream, _))) => Ok(stream),
-        Ok(Err(e)) => Err(StartError::Other(Error::Worker(format!(
-            "accepting the worker connection: {e}"
-        )))),
+        Ok(Err(e)) => Err(StartError::Other(Error::Worker(WorkerFailure::Accept(e)))),
         Err(_) => Err(StartError::LoadFailed(format!(
             "the {} worker did not connect within {:?}",
             spec.program, spec.load_timeout
@@ -124,25 +140,25 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let load = async {
         loop {
-            while let Some(frame) = protocol::decode(&mut buf).map_err(StartError::Other)? {
+            while let Some(frame) =
+                protocol::decode(&mut buf).map_err(|e| LoadStop::Failed(StartError::Other(e)))?
+            {
                 match frame {
                     Frame::Ready { serial } => return Ok(serial),
-                    Frame::LoadFailed(msg) => return Err(StartError::LoadFailed(msg)),
+                    Frame::LoadFailed(msg) => {
+                        return Err(LoadStop::Failed(StartError::LoadFailed(msg)));
+                    }
                     Frame::Log { stream, text, .. } => log_handler_line(slot, "", stream, &text),
                     Frame::Pong(_) | Frame::Unstarted(_) => {}
                     Frame::Result(_) => {
-                        return Err(StartError::Other(Error::Protocol(
-                            "RESULT before READY".into(),
-                        )));
+                        return Err(LoadStop::Failed(StartError::Other(Error::Protocol(
+                            ProtocolViolation::ResultBeforeReady,
+                        ))));
                     }
                 }
             }
             match read.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    return Err(StartError::LoadFailed(
-                        "the worker closed its connection before the handler loaded".into(),
-                    ));
-                }
+                Ok(0) | Err(_) => return Err(LoadStop::ClosedEarly),
                 Ok(_) => {}
             }
         }
@@ -151,11 +167,14 @@ pub async fn start(slot: usize, generation: u64, spec: &WorkerSpec) -> Result<Ru
     tokio::pin!(load);
     let loaded = tokio::select! {
         biased;
-        r = &mut load => r.unwrap_or_else(|_| Err(StartError::LoadFailed(format!("the handler did not load within {:?}", spec.load_timeout)))),
+        r = &mut load => match r {
+            Ok(loaded) => loaded.map_err(StartError::from),
+            Err(_) => Err(StartError::LoadFailed(format!("the handler did not load within {:?}", spec.load_timeout))),
+        },
         status = child.wait() => {
             // A worker that exits on a load failure says why first: read it.
             match tokio::time::timeout(Duration::from_millis(500), &mut load).await {
-                Ok(Ok(Err(StartError::LoadFailed(m)))) if !m.starts_with(CLOSED_EARLY) => Err(StartError::LoadFailed(m)),
+                Ok(Ok(Err(LoadStop::Failed(StartError::LoadFailed(m))))) => Err(StartError::LoadFailed(m)),
                 _ => Err(exited_early(status, &stderr_tail).await),
             }
         }

@@ -32,11 +32,9 @@ pub(crate) async fn service_secret(
         .labels()
         .get(SERVICE_TYPE_LABEL)
         .and_then(|k| ServiceKind::parse(k))
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "{} in {ns} has no valid {SERVICE_TYPE_LABEL} label: it is not a Kipper service",
-                credentials_secret(name)
-            ))
+        .ok_or_else(|| Error::MalformedObject {
+            object: format!("{} in {ns}", credentials_secret(name)),
+            problem: format!("has no valid {SERVICE_TYPE_LABEL} label: it is not a Kipper service"),
         })?;
     Ok((secret, kind))
 }
@@ -317,7 +315,10 @@ pub(super) async fn resources(
         .spec
         .as_mut()
         .and_then(|p| p.containers.first_mut())
-        .ok_or_else(|| Error::Invalid(format!("StatefulSet {name} in {ns} has no container")))?;
+        .ok_or_else(|| Error::MalformedObject {
+            object: format!("StatefulSet {name} in {ns}"),
+            problem: "has no container".into(),
+        })?;
     let current = container.resources.get_or_insert_default();
     let changes: k8s_openapi::api::core::v1::ResourceRequirements =
         serde_json::from_value(resources.clone())?;

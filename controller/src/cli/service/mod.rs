@@ -360,8 +360,8 @@ async fn online(command: &KipCommand, client: kube::Client, io: &mut Io<'_>) -> 
         }
         KipCommand::Volume(v) => volume::online(&client, &v.scope, &v.command, io).await,
         KipCommand::Tunnel(t) => tunnel::tunnel(&client, t, io).await,
-        KipCommand::Function(_) => Err(Error::Invalid(
-            "internal: kip function is not run by the services module".into(),
+        KipCommand::Function(_) => Err(Error::Internal(
+            "kip function is not run by the services module",
         )),
     }
 }
@@ -373,7 +373,7 @@ pub async fn run(command: &KipCommand, io: &mut Io<'_>) -> Result<()> {
         return result;
     }
     let client = kube::Client::try_default().await.map_err(|e| {
-        Error::Invalid(format!(
+        Error::Unavailable(format!(
             "cannot reach the cluster ({e}): set KUBECONFIG, or use --dry-run to render offline"
         ))
     })?;

@@ -119,7 +119,7 @@ async fn running_pod(pods: &Api<Pod>, service: &str, ns: &str) -> Result<String>
         .find(|p| running(p))
         .map(ResourceExt::name_any)
         .ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::Unavailable(format!(
                 "service {service} has no running pod in {ns}: see `kip service list` (it may still be starting)"
             ))
         })
@@ -171,7 +171,7 @@ pub(super) async fn tunnel(
         async move {
             let mut pf = pods.portforward(&pod, &[remote]).await?;
             let stream = pf.take_stream(remote).ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::Unavailable(format!(
                     "port-forward to {pod} gave no stream for port {remote}"
                 ))
             })?;
@@ -260,7 +260,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let local = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let connect = || async { Err::<TcpStream, _>(Error::Invalid("no kubelet".into())) };
+        let connect = || async { Err::<TcpStream, _>(Error::Unavailable("no kubelet".into())) };
         let clients = async move {
             let mut c = TcpStream::connect(local).await.unwrap();
             let mut buf = Vec::new();

@@ -53,10 +53,9 @@ pub fn recorded(deployment: &Deployment) -> Result<BTreeMap<String, AppBinding>>
     else {
         return Ok(BTreeMap::new());
     };
-    serde_json::from_str(text).map_err(|e| {
-        Error::Invalid(format!(
-            "annotation {BINDINGS_ANNOTATION} of the app is not valid JSON ({e}): fix or remove it"
-        ))
+    serde_json::from_str(text).map_err(|e| Error::MalformedObject {
+        object: format!("annotation {BINDINGS_ANNOTATION} of the app"),
+        problem: format!("is not valid JSON ({e}): fix or remove it"),
     })
 }
 
@@ -86,7 +85,10 @@ fn containers(deployment: &mut Deployment) -> Result<&mut Vec<Container>> {
         .spec
         .as_mut()
         .map(|p| &mut p.containers)
-        .ok_or_else(|| Error::Invalid("the app's Deployment has no pod template".into()))
+        .ok_or_else(|| Error::MalformedObject {
+            object: "the app's Deployment".into(),
+            problem: "has no pod template".into(),
+        })
 }
 
 /// Injects the variables of `facts` into every container of the app (replacing those of an
