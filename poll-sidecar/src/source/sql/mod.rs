@@ -57,6 +57,7 @@
 //! gap needs leases that outlive sessions, i.e. writes per claim; see
 //! ARCHITECTURE.md.
 
+pub mod claim;
 pub mod connect;
 pub mod json;
 pub mod template;
