@@ -118,13 +118,7 @@ impl<D: Driver> SqlSource<D> {
     /// rows only those still with the pump stay excluded; the rest (parked,
     /// settled, or whose settlement failed) lost their locks and are free.
     async fn ensure(&mut self) -> Result<()> {
-        if self
-            .session
-            .as_ref()
-            .is_some_and(|s| s.stamp.fence.is_cancelled())
-        {
-            self.lose_session(None);
-        }
+        self.drop_fenced();
         if self.session.is_none() {
             let outstanding = &self.outstanding;
             self.held.retain(|key| outstanding.contains(key));
@@ -140,6 +134,18 @@ impl<D: Driver> SqlSource<D> {
             });
         }
         Ok(())
+    }
+
+    /// Lets the claim session go if it is known to be gone (its fence was
+    /// cancelled): its locks are not released on it, they died with it.
+    fn drop_fenced(&mut self) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.stamp.fence.is_cancelled())
+        {
+            self.lose_session(None);
+        }
     }
 
     /// Lets the claim session go: its fence is cancelled (no further attempt
@@ -181,6 +187,7 @@ impl<D: Driver> SqlSource<D> {
         if keys.is_empty() {
             return Ok(());
         }
+        self.drop_fenced();
         let Some(current) = self.session.as_mut() else {
             for key in keys {
                 self.held.remove(key);
@@ -328,6 +335,7 @@ impl<D: Driver> Source for SqlSource<D> {
 
     async fn release(&mut self, events: &[Claimed<Self::Handle>]) -> Result<()> {
         self.given_back(events.iter().map(|e| &e.handle));
+        self.drop_fenced();
         let epoch = self.session.as_ref().map(|s| s.stamp.epoch);
         let mut current = Vec::with_capacity(events.len());
         for event in events {
@@ -359,3 +367,6 @@ impl<D: Driver> Source for SqlSource<D> {
         self.checked(result)
     }
 }
+
+#[cfg(test)]
+mod tests;

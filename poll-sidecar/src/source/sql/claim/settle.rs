@@ -148,6 +148,7 @@ impl<D: Driver> SqlSource<D> {
             );
         }
         self.writer = settled.writer;
+        self.drop_fenced();
         let current = self.session.as_ref().map(|s| s.stamp.epoch);
         if current != Some(settled.epoch) {
             // The session that held these locks is gone and took them with it;
