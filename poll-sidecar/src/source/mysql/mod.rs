@@ -2,16 +2,16 @@
 //! ([`crate::source::sql::claim`]) over `GET_LOCK` session locks. The design
 //! is in [`crate::source::sql`]; this module keeps only what is MySQL's:
 //!
-//! - [`statements`]: the SQL wrapped around the user's query, with the lock
+//! - `statements`: the SQL wrapped around the user's query, with the lock
 //!   taken in the select list behind an `IS_USED_LOCK(..) IS NULL` filter;
-//! - [`session`]: opening the claim connection, with a watcher connection
+//! - `session`: opening the claim connection, with a watcher connection
 //!   that pings every [`crate::source::sql::WATCH_EVERY`] and cancels the
 //!   session's fence when the server is gone (mysql_async notices a closed
 //!   connection only when it is used);
-//! - [`claimer`]: claim, re-read, unlock, relock and count on it;
-//! - [`writer`]: the mark-dones of a batch in one transaction (one bulk
+//! - `claimer`: claim, re-read, unlock, relock and count on it;
+//! - `writer`: the mark-dones of a batch in one transaction (one bulk
 //!   execution on MariaDB);
-//! - [`json`]: rows to JSON.
+//! - `json`: rows to JSON.
 
 mod claimer;
 mod json;

@@ -4,15 +4,15 @@
 //! design and its reasons are in [`crate::source::sql`] and ARCHITECTURE.md;
 //! this module keeps only what is PostgreSQL's:
 //!
-//! - [`statements`]: the SQL wrapped around the user's query;
-//! - [`session`]: opening a session, with a fence cancelled when its
+//! - `statements`: the SQL wrapped around the user's query;
+//! - `session`: opening a session, with a fence cancelled when its
 //!   connection task ends, the server's uptime, the query's columns;
-//! - [`claimer`]: the claim session (claim, re-read, unlock, relock, count),
+//! - `claimer`: the claim session (claim, re-read, unlock, relock, count),
 //!   shared with the background settlement so a batch's locks are released
 //!   right after its COMMIT;
-//! - [`writer`]: the writer session, the mark-dones of a batch pipelined in
+//! - `writer`: the writer session, the mark-dones of a batch pipelined in
 //!   one transaction;
-//! - [`json`]: rows to JSON, straight from the binary wire format.
+//! - `json`: rows to JSON, straight from the binary wire format.
 
 mod claimer;
 mod json;

@@ -1,5 +1,8 @@
-//! What the PostgreSQL and MySQL sources share: the mark-done statement
-//! templates, the identity of a row, and the claim design.
+//! What the PostgreSQL and MySQL sources share: the claim engine
+//! ([`claim`]: the algorithm below, written once over a small driver per
+//! database), the mark-done statement templates ([`template`]), the identity
+//! of a row, the connection-failure messages ([`connect`]) and the JSON
+//! writing of the row encoders ([`json`]).
 //!
 //! # Claiming rows of an arbitrary SELECT
 //!
@@ -17,10 +20,16 @@
 //! just before releasing its lock, so after locking, the claimed rows are
 //! read again through the user's query restricted to their identity (a
 //! fresh statement, a fresh snapshot): a row that no longer matches is
-//! unlocked and not delivered.
+//! unlocked and not delivered. A row with NULL in an identity column can be
+//! neither re-read nor marked done: it stays locked (parked) until the
+//! sidecar exits, so it does not fill every claim.
 //!
-//! After a 2xx, mark-dones of a batch run pipelined in one transaction, and
-//! the locks are released only after its COMMIT, in the same round trip.
+//! After a 2xx, mark-dones of a batch run in one transaction on a second
+//! (writer) session, in the background while the claim session claims the
+//! next batch; the locks are released only after its COMMIT (PostgreSQL:
+//! by the settlement itself, its claim session being shareable; MySQL: at
+//! the engine's next call). A lock leaves the replica's held set only once
+//! it is released, so a session never locks its own row twice.
 //!
 //! # Across a restart of the database
 //!
@@ -30,8 +39,9 @@
 //!
 //! 1. **Fence.** Every claim session has a fence token, cancelled the moment
 //!    the session is known to be gone (PostgreSQL: its connection task ends;
-//!    MySQL: a watcher connection pings every [`WATCH_EVERY`], or the claim
-//!    connection fails). From then on no attempt of a row claimed on that
+//!    MySQL: a watcher connection pings every [`WATCH_EVERY`]; either: a
+//!    call on it fails in a way [`claim::Driver::breaks_session`] knows).
+//!    From then on no attempt of a row claimed on that
 //!    session starts ([`crate::source::Source::fence`]); the one in flight
 //!    ends within `KIPPER_DELIVERY_TIMEOUT`.
 //! 2. **No acknowledgement through a new session without re-claiming.** A row
@@ -47,6 +57,9 @@
 //!    restarted server is new, including those of replicas started meanwhile,
 //!    so by the time any replica claims, every request of the old sessions has
 //!    ended (rule 1), provided the holder noticed the loss within the margin.
+//!
+//! The three rules are applied once, by [`claim::SqlSource`]; a driver only
+//! reports its session's fence and its server's uptime.
 //!
 //! What this does not cover: a single session ended by the server while the
 //! server keeps running (`pg_terminate_backend`, `KILL`, a proxy that drops

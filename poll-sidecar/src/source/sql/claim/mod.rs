@@ -9,7 +9,7 @@
 //! keep those that still match, park those with a NULL identity (they can be
 //! neither re-read nor marked done), and unlock the others.
 //!
-//! An acknowledgement ([`settle`]) runs in the background on the writer
+//! An acknowledgement (`settle`) runs in the background on the writer
 //! session while the next batch is claimed; the batch's locks are released
 //! after its COMMIT, by the settlement itself when the claim session can be
 //! shared ([`ClaimSession::unlocker`]), else by the engine at its next call.
