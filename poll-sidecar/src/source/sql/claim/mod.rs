@@ -114,9 +114,10 @@ impl<D: Driver> SqlSource<D> {
         Ok(source)
     }
 
-    /// The claim session, opened again if it was lost. Of the lost sessions'
-    /// rows only those still with the pump stay excluded; the rest (parked,
-    /// settled, or whose settlement failed) lost their locks and are free.
+    /// The claim session, opened again if it was lost (and the writer, if it
+    /// is idle and known to be lost). Of the lost sessions' rows only those
+    /// still with the pump stay excluded; the rest (parked, settled, or whose
+    /// settlement failed) lost their locks and are free.
     async fn ensure(&mut self) -> Result<()> {
         self.drop_fenced();
         if self.session.is_none() {
@@ -132,6 +133,16 @@ impl<D: Driver> SqlSource<D> {
                 },
                 claim_from: ClaimFrom::new(opened.uptime, self.restart_quiet),
             });
+        }
+        // A writer known to be lost is opened again now rather than at the
+        // next acknowledgement, so a claim reports an outage it saw first.
+        if self.writer.as_ref().is_some_and(WriterSession::is_lost) {
+            tracing::warn!(
+                message = "SQL writer session lost; reconnecting.",
+                source = D::KIND
+            );
+            self.writer = None;
+            self.writer = Some(self.driver.open_writer().await?);
         }
         Ok(())
     }
@@ -335,7 +346,10 @@ impl<D: Driver> Source for SqlSource<D> {
 
     async fn release(&mut self, events: &[Claimed<Self::Handle>]) -> Result<()> {
         self.given_back(events.iter().map(|e| &e.handle));
-        self.drop_fenced();
+        // Reconnects first, as every call does: a session lost meanwhile is
+        // reported (an outage the health counts), and its rows are not
+        // unlocked on the session that replaces it.
+        self.ensure().await?;
         let epoch = self.session.as_ref().map(|s| s.stamp.epoch);
         let mut current = Vec::with_capacity(events.len());
         for event in events {
