@@ -116,15 +116,7 @@ impl Session {
         for key in keys {
             find(key, "KIPPER_MARK_DONE")?;
         }
-        let mut bound_at = Vec::new();
-        for name in &bound.names {
-            let setting = if keys.contains(name) {
-                "KIPPER_MARK_DONE"
-            } else {
-                "KIPPER_MARK_FAILED"
-            };
-            bound_at.push(find(name, setting)?);
-        }
+        let bound_at = bound.positions(keys, find)?;
         let claim_sql = if keys.is_empty() {
             statements::claim_rows(query, &user_columns, seed)
         } else {

@@ -60,15 +60,8 @@ impl Claimer {
                     .clone(),
             );
         }
-        let mut bound_at = Vec::new();
-        for name in &bound.names {
-            let setting = if keys.contains(name) {
-                "KIPPER_MARK_DONE"
-            } else {
-                "KIPPER_MARK_FAILED"
-            };
-            bound_at.push(session::find(&columns, name, setting)?);
-        }
+        let bound_at =
+            bound.positions(keys, |name, setting| session::find(&columns, name, setting))?;
         let claim_sql = if keys.is_empty() {
             statements::claim_rows(&config.query, seed)
         } else {

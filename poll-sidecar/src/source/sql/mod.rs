@@ -184,6 +184,27 @@ impl BoundColumns {
             mark_failed,
         }
     }
+
+    /// Where each bound column is among the query's columns, by `find`
+    /// (column name, setting to name when it is missing): a column of the
+    /// identity `keys` is the mark-done's, any other the mark-failed's.
+    pub fn positions(
+        &self,
+        keys: &[String],
+        mut find: impl FnMut(&str, &'static str) -> crate::Result<usize>,
+    ) -> crate::Result<Vec<usize>> {
+        self.names
+            .iter()
+            .map(|name| {
+                let setting = if keys.contains(name) {
+                    "KIPPER_MARK_DONE"
+                } else {
+                    "KIPPER_MARK_FAILED"
+                };
+                find(name, setting)
+            })
+            .collect()
+    }
 }
 
 /// The warning printed at start when there is no mark-done.
@@ -224,6 +245,26 @@ mod tests {
             (&[0, 1][..], &[2, 0][..])
         );
         assert_eq!(key_columns(Some(&done)), vec!["a", "b"]);
+        let columns = ["c", "b", "a"];
+        let at = bound.positions(&key_columns(Some(&done)), |name, setting| {
+            columns
+                .iter()
+                .position(|c| *c == name)
+                .ok_or_else(|| crate::Error::config(setting, name))
+        });
+        assert_eq!(at.unwrap(), [2, 1, 0]);
+        let missing = bound.positions(&key_columns(Some(&done)), |name, setting| {
+            if name == "c" {
+                Err(crate::Error::config(setting, name))
+            } else {
+                Ok(0)
+            }
+        });
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            "KIPPER_MARK_FAILED: c",
+            "a column only the mark-failed binds is its setting's fault"
+        );
         assert!(key_columns(None).is_empty());
     }
 }
