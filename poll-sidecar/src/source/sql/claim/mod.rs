@@ -67,6 +67,8 @@ pub struct SqlSource<D: Driver> {
     relocked: HashSet<LockKey>,
     /// Claim sessions opened so far: the epoch of the newest.
     epoch: u64,
+    /// A claim session was lost and no call has reported it yet.
+    loss_unreported: bool,
     /// No mark-done: where the current pass over the query stands.
     offset: u64,
     /// No mark-done: the last page of a pass was handed out.
@@ -99,6 +101,7 @@ impl<D: Driver> SqlSource<D> {
             outstanding: HashSet::new(),
             relocked: HashSet::new(),
             epoch: 0,
+            loss_unreported: false,
             offset: 0,
             pass_ended: false,
         };
@@ -169,6 +172,7 @@ impl<D: Driver> SqlSource<D> {
                 error = error.map(tracing::field::display),
             );
             lost.stamp.fence.cancel();
+            self.loss_unreported = true;
         }
         // Locks a claim of the lost session took again are gone with it too.
         self.relocked.clear();
@@ -305,7 +309,18 @@ impl<D: Driver> Source for SqlSource<D> {
 
     async fn claim(&mut self, max: usize) -> Result<Vec<SqlEvent<D::Values>>> {
         self.absorb_finished().await;
-        self.ensure().await?;
+        let ensured = self.ensure().await;
+        // A lost claim session is an outage of the source even when its
+        // successor opened at once (a quick restart): the claim reports it
+        // once, so the health counts the outage and its end.
+        if std::mem::take(&mut self.loss_unreported) {
+            ensured?;
+            return Err(Error::Source {
+                kind: D::KIND,
+                message: "the claim session was lost (server restart or broken connection) and is open again".into(),
+            });
+        }
+        ensured?;
         let Some(current) = self.session.as_mut() else {
             return Err(self.no_session());
         };
@@ -317,7 +332,12 @@ impl<D: Driver> Source for SqlSource<D> {
         } else {
             self.claim_page(max).await
         };
-        let events = self.checked(claimed)?;
+        let claimed = self.checked(claimed);
+        if claimed.is_err() {
+            // This error reports a loss it caused.
+            self.loss_unreported = false;
+        }
+        let events = claimed?;
         self.outstanding.extend(events.iter().map(|e| e.handle.key));
         Ok(events)
     }

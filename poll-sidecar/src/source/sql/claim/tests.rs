@@ -327,6 +327,8 @@ async fn rows_of_a_lost_session_are_fenced_locked_again_and_not_claimed_twice() 
     );
     // Another replica took row 2 after the restart.
     server.lock().unwrap().locks.insert(key(2), OTHER);
+    let reported = source.claim(10).await.unwrap_err().to_string();
+    assert!(reported.contains("claim session was lost"), "{reported}");
     let second = source.claim(10).await.unwrap();
     assert_eq!(
         ids(&second),
@@ -351,6 +353,7 @@ async fn a_lost_row_a_new_claim_locked_is_kept_apart_and_settled_with_that_lock(
     let (mut source, server) = source(1..=2, false).await;
     let first = source.claim(1).await.unwrap();
     kill(&server, 1);
+    assert!(source.claim(10).await.is_err(), "the loss is reported once");
     let second = source.claim(10).await.unwrap();
     assert_eq!(ids(&second), [2], "row 1 is not handed out twice");
     source.ack(&first).await.unwrap();
@@ -370,6 +373,7 @@ async fn released_rows_of_a_lost_session_are_free_again() {
     let first = source.claim(10).await.unwrap();
     kill(&server, 1);
     source.release(&first).await.unwrap();
+    assert!(source.claim(10).await.is_err(), "the loss is reported once");
     let again = source.claim(10).await.unwrap();
     assert_eq!(ids(&again), [1, 2]);
     assert!(again.iter().all(|e| e.handle.stamp.epoch == 2));
