@@ -1,36 +1,34 @@
-//! Opening a MySQL / MariaDB session with its statements, and turning the
-//! rows it reads into claimed events.
+//! Opening a MySQL / MariaDB claim session with its statements (and the
+//! watcher that fences it), and the writer's connection.
 
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row, Statement, Value};
+use mysql_async::{Conn, OptsBuilder, Statement};
 
-use super::MyHandle;
-use super::json::{self, Shape};
+use super::json::Shape;
 use super::statements;
 use crate::config::SqlConfig;
-use crate::source::Claimed;
+use crate::source::sql::claim::Opened;
 use crate::source::sql::json::write_str;
-use crate::source::sql::{BoundColumns, ClaimFrom, WATCH_EVERY};
+use crate::source::sql::{BoundColumns, WATCH_EVERY};
 use crate::{Error, Result};
 use tokio_util::sync::CancellationToken;
 
-/// One connection and its prepared statements.
+/// The claim connection and its prepared statements.
 #[derive(Debug)]
 pub struct Session {
     pub conn: Conn,
-    /// This session's number among those the source opened.
-    pub epoch: u64,
-    /// Cancelled once the session is known to be gone (the watcher's ping
-    /// failed, or a call on it did): the fence of its rows.
-    pub fence: CancellationToken,
-    /// Not before the server has been up for the quiet period.
-    pub claim_from: ClaimFrom,
     /// Pings the server beside the claim connection; kept for its `Drop`,
     /// which stops it with the session.
     pub _watcher: Watcher,
+    /// The user's query, for the re-read statements prepared per size.
+    pub query: String,
+    /// The identity columns (the mark-done's placeholders).
+    pub keys: Vec<String>,
+    /// Namespaces this query's lock names.
+    pub seed: u64,
     pub claim: Statement,
     pub verify: HashMap<usize, Statement>,
     pub unlock: HashMap<usize, Statement>,
@@ -83,8 +81,7 @@ impl Session {
         keys: &[String],
         bound: &BoundColumns,
         seed: u64,
-        epoch: u64,
-    ) -> Result<Self> {
+    ) -> Result<Opened<Self>> {
         let mut conn = connect(config).await?;
         let query = &config.query;
         let columns = conn.prep(statements::columns(query)).await.map_err(|e| {
@@ -119,15 +116,7 @@ impl Session {
         for key in keys {
             find(key, "KIPPER_MARK_DONE")?;
         }
-        let mut bound_at = Vec::new();
-        for name in &bound.names {
-            let setting = if keys.contains(name) {
-                "KIPPER_MARK_DONE"
-            } else {
-                "KIPPER_MARK_FAILED"
-            };
-            bound_at.push(find(name, setting)?);
-        }
+        let bound_at = bound.positions(keys, find)?;
         let claim_sql = if keys.is_empty() {
             statements::claim_rows(query, &user_columns, seed)
         } else {
@@ -149,12 +138,12 @@ impl Session {
             .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs);
         let fence = CancellationToken::new();
         let watcher = Watcher::start(connect(config).await?, fence.clone());
-        Ok(Self {
+        let session = Self {
             conn,
-            epoch,
-            claim_from: ClaimFrom::new(uptime, config.restart_quiet),
-            fence,
             _watcher: watcher,
+            query: query.clone(),
+            keys: keys.to_vec(),
+            seed,
             claim,
             verify: HashMap::new(),
             unlock: HashMap::new(),
@@ -162,6 +151,11 @@ impl Session {
             names,
             shapes,
             bound_at,
+        };
+        Ok(Opened {
+            session,
+            fence,
+            uptime,
         })
     }
 }
@@ -197,17 +191,6 @@ impl Drop for Watcher {
     }
 }
 
-/// Whether the row's `kipper_got` column (at `index`) says the lock was taken.
-pub fn taken(row: &Row, index: usize) -> bool {
-    matches!(row.as_ref(index), Some(Value::Int(1) | Value::UInt(1)))
-        || matches!(row.as_ref(index), Some(Value::Bytes(b)) if b.as_slice() == b"1")
-}
-
-/// The part of a lock name that identifies the row across replicas.
-pub fn idempotency_id(lock: &str) -> &str {
-    lock.rsplit(':').next().unwrap_or(lock)
-}
-
 /// Whether MariaDB declared `column` JSON (a LONGTEXT with a `json_valid`
 /// check); MySQL has a real JSON type and needs no lookup.
 async fn json_checked(
@@ -231,48 +214,4 @@ async fn json_checked(
         .exec_first(statements::JSON_CHECK, (schema, clause, table, query))
         .await;
     matches!(found, Ok(Some(n)) if n > 0)
-}
-
-/// Encodes rows (user columns + `kipper_key` last) as claimed events.
-pub fn events(rows: &[Row], session: &Session) -> Vec<Claimed<MyHandle>> {
-    let mut buf = BytesMut::with_capacity(rows.len() * 128);
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        // User columns, then kipper_key (and, from a claim, kipper_got).
-        let n = session.names.len();
-        buf.put_u8(b'{');
-        for i in 0..n {
-            if i > 0 {
-                buf.put_u8(b',');
-            }
-            buf.put_slice(&session.names[i]);
-            json::write_value(
-                &mut buf,
-                session.shapes[i],
-                row.as_ref(i).unwrap_or(&Value::NULL),
-            );
-        }
-        buf.put_u8(b'}');
-        let body = buf.split().freeze();
-        let lock = match row.as_ref(n) {
-            Some(Value::Bytes(name)) => String::from_utf8_lossy(name).into_owned(),
-            _ => String::new(),
-        };
-        let values = session
-            .bound_at
-            .iter()
-            .map(|&i| row.as_ref(i).cloned().unwrap_or(Value::NULL))
-            .collect();
-        events.push(Claimed {
-            id: idempotency_id(&lock).to_string(),
-            body,
-            handle: MyHandle {
-                lock,
-                values,
-                epoch: session.epoch,
-                fence: session.fence.clone(),
-            },
-        });
-    }
-    events
 }

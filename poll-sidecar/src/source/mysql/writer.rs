@@ -7,18 +7,12 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Statement, Value};
 
-use super::MyHandle;
-use super::session::{idempotency_id, server_message};
+use super::session::server_message;
+use super::{MyHandle, MyValues};
 use crate::config::SqlConfig;
 use crate::source::sql::BoundColumns;
+use crate::source::sql::claim::{Which, WriterSession, Written};
 use crate::{Error, Result};
-
-/// Which statement a batch runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
-    Done,
-    Failed,
-}
 
 /// The writer connection and its two statements.
 #[derive(Debug)]
@@ -27,15 +21,6 @@ pub struct Writer {
     mark_done: Option<Statement>,
     mark_failed: Option<Statement>,
     bound: BoundColumns,
-}
-
-/// How a batch ended: the writer back (unless its connection broke), the
-/// locks to release (all but the parked rows), and the error to report.
-#[derive(Debug)]
-pub struct Settled {
-    pub writer: Option<Writer>,
-    pub unlock: Vec<String>,
-    pub result: Result<()>,
 }
 
 impl Writer {
@@ -62,18 +47,20 @@ impl Writer {
             bound,
         })
     }
+}
 
-    /// Runs the statement for every row and says what to release.
-    pub async fn run(mut self, which: Which, rows: Vec<MyHandle>) -> Settled {
-        let all = || rows.iter().map(|r| r.lock.clone()).collect::<Vec<_>>();
+impl WriterSession for Writer {
+    type Values = MyValues;
+
+    async fn run(mut self, which: Which, rows: &[MyHandle]) -> Written<Self> {
         let (statement, columns) = match which {
             Which::Done => (self.mark_done.clone(), &self.bound.mark_done),
             Which::Failed => (self.mark_failed.clone(), &self.bound.mark_failed),
         };
         let Some(statement) = statement else {
-            return Settled {
-                unlock: all(),
+            return Written {
                 writer: Some(self),
+                parked: Vec::new(),
                 result: Ok(()),
             };
         };
@@ -81,6 +68,13 @@ impl Writer {
             .iter()
             .map(|r| columns.iter().map(|&i| r.values[i].clone()).collect())
             .collect();
+        // The connection broke: nothing is known to be written; every row is
+        // released so it comes back.
+        let broke = |e| Written {
+            writer: None,
+            parked: Vec::new(),
+            result: Err(Error::Mysql(e)),
+        };
         let conn = &mut self.conn;
         let batch = async {
             conn.query_drop("START TRANSACTION").await?;
@@ -89,54 +83,42 @@ impl Writer {
         };
         match batch.await {
             Ok(()) => {
-                return Settled {
-                    unlock: all(),
+                return Written {
                     writer: Some(self),
+                    parked: Vec::new(),
                     result: Ok(()),
                 };
             }
             Err(mysql_async::Error::Server(_)) => {}
-            // The connection broke: nothing is known to be written; release
-            // every row so it comes back.
-            Err(e) => {
-                return Settled {
-                    unlock: all(),
-                    writer: None,
-                    result: Err(Error::Mysql(e)),
-                };
-            }
+            Err(e) => return broke(e),
         }
         let _ = conn.query_drop("ROLLBACK").await;
-        let mut unlock = Vec::with_capacity(rows.len());
-        for (p, row) in params.into_iter().zip(&rows) {
+        let mut parked = Vec::new();
+        for (p, row) in params.into_iter().zip(rows) {
             match conn.exec_drop(&statement, p).await {
-                Ok(()) => unlock.push(row.lock.clone()),
+                Ok(()) => {}
                 Err(e @ mysql_async::Error::Server(_)) => {
-                    let setting = if which == Which::Failed {
-                        "KIPPER_MARK_FAILED"
-                    } else {
-                        "KIPPER_MARK_DONE"
-                    };
                     tracing::warn!(
                         message = "Statement failed for a row; it stays locked (parked) until the sidecar exits.",
-                        statement = setting,
-                        id = %idempotency_id(&row.lock),
+                        statement = which.setting(),
+                        id = %row.key.hex128(),
                         error = %server_message(&e)
                     );
+                    parked.push(row.key);
                 }
-                Err(e) => {
-                    return Settled {
-                        unlock: all(),
-                        writer: None,
-                        result: Err(Error::Mysql(e)),
-                    };
-                }
+                Err(e) => return broke(e),
             }
         }
-        Settled {
-            unlock,
+        Written {
             writer: Some(self),
+            parked,
             result: Ok(()),
         }
+    }
+
+    /// mysql_async notices a broken connection only when it is used; a
+    /// batch that finds it broken hands no writer back.
+    fn is_lost(&self) -> bool {
+        false
     }
 }

@@ -60,12 +60,17 @@ pub fn verify(query: &str, key_columns: &[String], seed: i64, rows: usize) -> St
 }
 
 /// Without a mark-done (every row on every poll): one page of the query
-/// (`$2` rows from offset `$3`), locking each row not held (`$1`).
+/// (`$2` rows from offset `$3`), locking each row not held (`$1`). Every row
+/// of the page is returned, with `kipper_got` saying whether this session
+/// took its lock: a page shorter than asked ends the pass, one whose rows
+/// other replicas hold does not. The lock stands in the select list,
+/// evaluated once per returned row.
 pub fn claim_rows(query: &str, seed: i64) -> String {
     let key = key_expr("kipper_p", &[], seed);
     format!(
-        "SELECT kipper_p.*, {key} AS kipper_key FROM (SELECT * FROM (\n{query}\n) AS kipper_q LIMIT $2 OFFSET $3) AS kipper_p \
-         WHERE CASE WHEN {key} = ANY($1::int8[]) THEN false ELSE pg_try_advisory_lock({key}) END"
+        "SELECT kipper_p.*, {key} AS kipper_key, \
+         CASE WHEN {key} = ANY($1::int8[]) THEN false ELSE pg_try_advisory_lock({key}) END AS kipper_got \
+         FROM (SELECT * FROM (\n{query}\n) AS kipper_q LIMIT $2 OFFSET $3) AS kipper_p"
     )
 }
 

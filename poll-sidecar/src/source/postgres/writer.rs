@@ -1,6 +1,7 @@
 //! The writer session: runs the mark-dones (or mark-faileds) of a batch
 //! pipelined in one transaction, on a session of its own so the claim
-//! session can claim the next batch meanwhile. A failing row is found by
+//! session can claim the next batch meanwhile (the engine moves it into the
+//! background settlement and takes it back). A failing row is found by
 //! running the batch once more row by row, so it does not sink the others.
 
 use bytes::{BufMut, BytesMut};
@@ -8,10 +9,11 @@ use futures::future::join_all;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Statement};
 
-use super::PgHandle;
 use super::session::{self, db_message};
+use super::{PgHandle, PgValues};
 use crate::config::SqlConfig;
 use crate::source::sql::BoundColumns;
+use crate::source::sql::claim::{LockKey, Which, WriterSession, Written};
 use crate::{Error, Result};
 
 /// A column value bound back in the binary format it was read in, so a
@@ -39,22 +41,6 @@ impl ToSql for RawParam<'_> {
     }
 
     to_sql_checked!();
-}
-
-/// Which statement a batch runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
-    Done,
-    Failed,
-}
-
-impl Which {
-    fn setting(self) -> &'static str {
-        match self {
-            Self::Done => "KIPPER_MARK_DONE",
-            Self::Failed => "KIPPER_MARK_FAILED",
-        }
-    }
 }
 
 /// The writer session and its two statements.
@@ -93,14 +79,9 @@ impl Writer {
         })
     }
 
-    /// Whether the session is gone.
-    pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
-    }
-
-    /// Runs the statement for every row; returns the locks of the rows whose
-    /// statement failed on its own (they are parked by the caller).
-    pub async fn run(&self, which: Which, rows: &[PgHandle]) -> Result<Vec<i64>> {
+    /// Runs the statement for every row; returns the keys of the rows whose
+    /// statement failed on its own (parked).
+    async fn write(&self, which: Which, rows: &[PgHandle]) -> Result<Vec<LockKey>> {
         let (statement, columns) = match which {
             Which::Done => (self.mark_done.as_ref(), &self.bound.mark_done),
             Which::Failed => (self.mark_failed.as_ref(), &self.bound.mark_failed),
@@ -143,18 +124,39 @@ impl Writer {
         // COMMIT of a failed transaction is a ROLLBACK: nothing was written.
         let _ = client.batch_execute("ROLLBACK").await;
         let single = join_all(refs.iter().map(|p| client.execute(statement, p))).await;
-        let mut failed = Vec::new();
+        let mut parked = Vec::new();
         for (result, row) in single.iter().zip(rows) {
             if let Err(e) = result {
                 tracing::warn!(
                     message = "Statement failed for a row; it stays locked (parked) until the sidecar exits.",
                     statement = which.setting(),
-                    id = %format!("{:016x}", row.lock as u64),
+                    id = %row.key.hex64(),
                     error = %db_message(e)
                 );
-                failed.push(row.lock);
+                parked.push(row.key);
             }
         }
-        Ok(failed)
+        Ok(parked)
+    }
+}
+
+impl WriterSession for Writer {
+    type Values = PgValues;
+
+    async fn run(self, which: Which, rows: &[PgHandle]) -> Written<Self> {
+        let (parked, result) = match self.write(which, rows).await {
+            Ok(parked) => (parked, Ok(())),
+            // Nothing was written: every row is released and comes back.
+            Err(error) => (Vec::new(), Err(error)),
+        };
+        Written {
+            writer: (!self.client.is_closed()).then_some(self),
+            parked,
+            result,
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.client.is_closed()
     }
 }

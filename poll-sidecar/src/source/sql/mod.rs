@@ -1,5 +1,8 @@
-//! What the PostgreSQL and MySQL sources share: the mark-done statement
-//! templates, the identity of a row, and the claim design.
+//! What the PostgreSQL and MySQL sources share: the claim engine
+//! ([`claim`]: the algorithm below, written once over a small driver per
+//! database), the mark-done statement templates ([`template`]), the identity
+//! of a row, the connection-failure messages ([`connect`]) and the JSON
+//! writing of the row encoders ([`json`]).
 //!
 //! # Claiming rows of an arbitrary SELECT
 //!
@@ -17,10 +20,16 @@
 //! just before releasing its lock, so after locking, the claimed rows are
 //! read again through the user's query restricted to their identity (a
 //! fresh statement, a fresh snapshot): a row that no longer matches is
-//! unlocked and not delivered.
+//! unlocked and not delivered. A row with NULL in an identity column can be
+//! neither re-read nor marked done: it stays locked (parked) until the
+//! sidecar exits, so it does not fill every claim.
 //!
-//! After a 2xx, mark-dones of a batch run pipelined in one transaction, and
-//! the locks are released only after its COMMIT, in the same round trip.
+//! After a 2xx, mark-dones of a batch run in one transaction on a second
+//! (writer) session, in the background while the claim session claims the
+//! next batch; the locks are released only after its COMMIT (PostgreSQL:
+//! by the settlement itself, its claim session being shareable; MySQL: at
+//! the engine's next call). A lock leaves the replica's held set only once
+//! it is released, so a session never locks its own row twice.
 //!
 //! # Across a restart of the database
 //!
@@ -30,8 +39,9 @@
 //!
 //! 1. **Fence.** Every claim session has a fence token, cancelled the moment
 //!    the session is known to be gone (PostgreSQL: its connection task ends;
-//!    MySQL: a watcher connection pings every [`WATCH_EVERY`], or the claim
-//!    connection fails). From then on no attempt of a row claimed on that
+//!    MySQL: a watcher connection pings every [`WATCH_EVERY`]; either: a
+//!    call on it fails in a way [`claim::Driver::breaks_session`] knows).
+//!    From then on no attempt of a row claimed on that
 //!    session starts ([`crate::source::Source::fence`]); the one in flight
 //!    ends within `KIPPER_DELIVERY_TIMEOUT`.
 //! 2. **No acknowledgement through a new session without re-claiming.** A row
@@ -48,6 +58,9 @@
 //!    so by the time any replica claims, every request of the old sessions has
 //!    ended (rule 1), provided the holder noticed the loss within the margin.
 //!
+//! The three rules are applied once, by [`claim::SqlSource`]; a driver only
+//! reports its session's fence and its server's uptime.
+//!
 //! What this does not cover: a single session ended by the server while the
 //! server keeps running (`pg_terminate_backend`, `KILL`, a proxy that drops
 //! it) frees its rows at once; another replica may claim them while the
@@ -57,6 +70,7 @@
 //! gap needs leases that outlive sessions, i.e. writes per claim; see
 //! ARCHITECTURE.md.
 
+pub mod claim;
 pub mod connect;
 pub mod json;
 pub mod template;
@@ -170,6 +184,27 @@ impl BoundColumns {
             mark_failed,
         }
     }
+
+    /// Where each bound column is among the query's columns, by `find`
+    /// (column name, setting to name when it is missing): a column of the
+    /// identity `keys` is the mark-done's, any other the mark-failed's.
+    pub fn positions(
+        &self,
+        keys: &[String],
+        mut find: impl FnMut(&str, &'static str) -> crate::Result<usize>,
+    ) -> crate::Result<Vec<usize>> {
+        self.names
+            .iter()
+            .map(|name| {
+                let setting = if keys.contains(name) {
+                    "KIPPER_MARK_DONE"
+                } else {
+                    "KIPPER_MARK_FAILED"
+                };
+                find(name, setting)
+            })
+            .collect()
+    }
 }
 
 /// The warning printed at start when there is no mark-done.
@@ -210,6 +245,26 @@ mod tests {
             (&[0, 1][..], &[2, 0][..])
         );
         assert_eq!(key_columns(Some(&done)), vec!["a", "b"]);
+        let columns = ["c", "b", "a"];
+        let at = bound.positions(&key_columns(Some(&done)), |name, setting| {
+            columns
+                .iter()
+                .position(|c| *c == name)
+                .ok_or_else(|| crate::Error::config(setting, name))
+        });
+        assert_eq!(at.unwrap(), [2, 1, 0]);
+        let missing = bound.positions(&key_columns(Some(&done)), |name, setting| {
+            if name == "c" {
+                Err(crate::Error::config(setting, name))
+            } else {
+                Ok(0)
+            }
+        });
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            "KIPPER_MARK_FAILED: c",
+            "a column only the mark-failed binds is its setting's fault"
+        );
         assert!(key_columns(None).is_empty());
     }
 }

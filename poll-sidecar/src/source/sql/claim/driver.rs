@@ -1,0 +1,202 @@
+//! What a database gives the claim engine: its SQL, its sessions and its
+//! row encoder, behind three small traits, statically dispatched (the engine
+//! is generic over them; nothing is boxed per row or per batch).
+//!
+//! - [`Driver`]: opens the claim session and the writer session.
+//! - [`ClaimSession`]: the session that holds the locks: claim, re-read,
+//!   unlock, relock, count.
+//! - [`WriterSession`]: the session that runs the mark-dones / mark-faileds
+//!   of a batch, moved into the background settlement and handed back.
+//!
+//! The engine ([`super::SqlSource`]) owns everything else: which rows are
+//! held, the epochs and fences, the quiet period, when locks are released.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::key::{LockKey, SqlHandle, Stamp};
+use crate::source::Claimed;
+use crate::{Error, Result};
+
+/// A claimed event of a SQL source with values `V`.
+pub type SqlEvent<V> = Claimed<SqlHandle<V>>;
+
+/// One database: how to open its two sessions.
+pub trait Driver: Debug + Send + 'static {
+    /// Short name for logs and metrics, e.g. `postgres`.
+    const KIND: &'static str;
+    /// The values a handle keeps for the mark-done / mark-failed.
+    type Values: Debug + Clone + Send + Sync + 'static;
+    /// The claim session.
+    type Session: ClaimSession<Values = Self::Values>;
+    /// The writer session.
+    type Writer: WriterSession<Values = Self::Values>;
+
+    /// Opens a claim session with every statement prepared, so a query or
+    /// placeholder that does not fit fails here with one line.
+    fn open_session(&self) -> impl Future<Output = Result<Opened<Self::Session>>> + Send;
+
+    /// Opens the writer session and prepares the mark-done / mark-failed.
+    fn open_writer(&self) -> impl Future<Output = Result<Self::Writer>> + Send;
+
+    /// Whether `error`, returned by a call on the claim session, means the
+    /// session is gone (its locks with it).
+    fn breaks_session(error: &Error) -> bool;
+}
+
+/// A claim session just opened.
+#[derive(Debug)]
+pub struct Opened<S> {
+    /// The session.
+    pub session: S,
+    /// Cancelled the moment the session is known to be gone (rule 1 of
+    /// [`crate::source::sql`]).
+    pub fence: CancellationToken,
+    /// How long its server has been up (rule 3).
+    pub uptime: Duration,
+}
+
+/// Rows a claim locked, before they are read again.
+#[derive(Debug)]
+pub struct Locked<R> {
+    /// The lock of each row this session took, in the order of `rows`.
+    pub keys: Vec<LockKey>,
+    /// The keys of rows with NULL in an identity column: such a row can be
+    /// neither re-read nor marked done. Usually empty (no allocation).
+    pub null_identity: Vec<LockKey>,
+    /// The driver's rows, for [`ClaimSession::reread`].
+    pub rows: R,
+}
+
+/// One page of the query without a mark-done.
+#[derive(Debug)]
+pub struct Page<V> {
+    /// Rows the page had, locked or not: fewer than asked ends the pass.
+    pub returned: usize,
+    /// The rows this session locked.
+    pub events: Vec<SqlEvent<V>>,
+}
+
+/// The session that holds the row locks.
+pub trait ClaimSession: Debug + Send + 'static {
+    /// As [`Driver::Values`].
+    type Values: Debug + Clone + Send + Sync + 'static;
+    /// The rows [`ClaimSession::claim`] returns.
+    type Rows: Send;
+    /// What releases locks of this session from another task, if it can be
+    /// shared ([`ClaimSession::unlocker`]).
+    type Unlocker: Unlock;
+
+    /// Locks up to `limit` rows of the query that no session holds, skipping
+    /// the `held` ones, and returns those it locked.
+    fn claim(
+        &mut self,
+        held: &HashSet<LockKey>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Locked<Self::Rows>>> + Send;
+
+    /// Reads `locked` rows again through the query (a fresh snapshot) and
+    /// encodes those that still match, stamped with `stamp`.
+    fn reread(
+        &mut self,
+        locked: &Locked<Self::Rows>,
+        stamp: &Stamp,
+    ) -> impl Future<Output = Result<Vec<SqlEvent<Self::Values>>>> + Send;
+
+    /// Without a mark-done: locks and encodes the rows of one page
+    /// (`limit` rows from `offset`) that no session holds, skipping `held`.
+    fn claim_page(
+        &mut self,
+        held: &HashSet<LockKey>,
+        limit: usize,
+        offset: u64,
+        stamp: &Stamp,
+    ) -> impl Future<Output = Result<Page<Self::Values>>> + Send;
+
+    /// Releases locks this session holds.
+    fn unlock(&mut self, keys: &[LockKey]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Tries to lock again rows a lost session held; returns those it got
+    /// (the others are another replica's now).
+    fn relock(&mut self, keys: &[LockKey])
+    -> impl Future<Output = Result<HashSet<LockKey>>> + Send;
+
+    /// Rows the query matches now (the backlog gauge).
+    fn count(&mut self) -> impl Future<Output = Result<Option<u64>>> + Send;
+
+    /// A handle that releases this session's locks from the background
+    /// settlement, right after its COMMIT, while the session claims the next
+    /// batch; `None` when the session cannot be shared (the engine then
+    /// releases them itself at its next call).
+    fn unlocker(&self) -> Option<Self::Unlocker>;
+
+    /// The idempotency id of a row with lock `key`, for log lines.
+    fn event_id(key: LockKey) -> String;
+}
+
+/// Releases locks of a claim session from another task.
+pub trait Unlock: Send + 'static {
+    /// Releases `keys`.
+    fn unlock(&self, keys: &[LockKey]) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// For a session that cannot be shared: there is never a value.
+impl Unlock for std::convert::Infallible {
+    async fn unlock(&self, _: &[LockKey]) -> Result<()> {
+        match *self {}
+    }
+}
+
+/// Which statement a batch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// `KIPPER_MARK_DONE`, after a 2xx.
+    Done,
+    /// `KIPPER_MARK_FAILED`, after the last attempt failed.
+    Failed,
+}
+
+impl Which {
+    /// The setting of the statement, for log lines.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Self::Done => "KIPPER_MARK_DONE",
+            Self::Failed => "KIPPER_MARK_FAILED",
+        }
+    }
+}
+
+/// How a batch of mark-dones / mark-faileds ended.
+#[derive(Debug)]
+pub struct Written<W> {
+    /// The writer back, or `None` when its connection broke.
+    pub writer: Option<W>,
+    /// Rows whose statement failed on its own: they stay locked (parked)
+    /// until the sidecar exits, so they do not come back on every poll.
+    pub parked: Vec<LockKey>,
+    /// A failure of the whole batch (nothing was written).
+    pub result: Result<()>,
+}
+
+/// The session that runs the mark-dones / mark-faileds, in the background
+/// while the claim session claims the next batch.
+pub trait WriterSession: Debug + Sized + Send + 'static {
+    /// As [`Driver::Values`].
+    type Values: Debug + Clone + Send + Sync + 'static;
+
+    /// Runs `which` for every row in one transaction; a row whose statement
+    /// fails alone is parked rather than sinking the batch.
+    fn run(
+        self,
+        which: Which,
+        rows: &[SqlHandle<Self::Values>],
+    ) -> impl Future<Output = Written<Self>> + Send;
+
+    /// Whether the session is known to be gone (then it is opened again
+    /// before the next batch).
+    fn is_lost(&self) -> bool;
+}
