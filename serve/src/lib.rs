@@ -68,12 +68,7 @@ impl<A: Accept> Server<A> {
     /// Every connection gets `TCP_NODELAY` (small answers must not wait for Nagle and delayed
     /// ACK, 40 ms) and hyper's HTTP/1 keep-alive with its timer, so a client that never
     /// finishes its request headers is closed after hyper's header-read timeout.
-    pub async fn serve<S, B, F>(
-        self,
-        listener: TcpListener,
-        service: S,
-        shutdown: F,
-    ) -> Connections
+    pub async fn serve<S, B, F>(self, listener: TcpListener, service: S, shutdown: F) -> Connections
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,

@@ -37,10 +37,7 @@ impl Body for Endless {
 /// Serves `service` on a fresh port; the oneshot starts the shutdown.
 async fn start<S, B>(service: S) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<Connections>)
 where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: Body + Send + 'static,
@@ -97,7 +94,10 @@ async fn serves_then_refuses_new_connections_after_shutdown() {
         connections.drain(Duration::from_secs(5)).await,
         Drained::Complete
     );
-    assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
 }
 
 #[tokio::test]
@@ -141,9 +141,8 @@ async fn a_request_in_progress_finishes_within_the_grace() {
 
 #[tokio::test]
 async fn a_stream_outliving_the_grace_is_cut() {
-    let endless = service_fn(|_req: Request<Incoming>| async {
-        Ok::<_, Infallible>(Response::new(Endless))
-    });
+    let endless =
+        service_fn(|_req: Request<Incoming>| async { Ok::<_, Infallible>(Response::new(Endless)) });
     let (addr, stop, task) = start(endless).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     send(&mut stream, false).await;

@@ -1,6 +1,12 @@
-//! One HTTP request of the function's port, from arrival to answer:
-//! reserved paths, the hold gate, the body limit, one framed invocation, the
-//! per-invocation timeout, and the mapping of the worker's reply to HTTP.
+//! One HTTP request of the function's port, from arrival to answer: the reserved paths
+//! (`/health`, `/ready`) here, everything else through [`invoke`]'s steps (the body limit, the
+//! hold gate, one framed invocation, the per-invocation timeout, and the mapping of the
+//! worker's reply to HTTP). The answers the shim writes itself (errors, health, readiness) are
+//! built here too, so every port words them the same way.
+
+mod body;
+mod call;
+mod invoke;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,16 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::hold::{Admission, HoldGate};
+use super::hold::HoldGate;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
-use crate::pool::worker::{Delivery, Worker};
-use crate::protocol::{self, BodyKind, FLAG_EVENT, Invoke};
 
 /// What every request needs, shared by all connections.
 #[derive(Debug)]
@@ -144,236 +148,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infal
         }
     }
     let started = Instant::now();
-    let resp = invoke(&app, req).await;
+    let resp = invoke::invoke(&app, req).await;
     app.metrics
         .answered(resp.status().as_u16(), started.elapsed().as_secs_f64());
     Ok(resp)
 }
 
-async fn invoke(app: &App, req: Request<Incoming>) -> Resp {
-    // Refused before holding: a held request must not be one that will fail anyway.
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > app.body_limit as u64) {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the request body is larger than the limit of {} bytes (KIPPER_BODY_LIMIT)",
-                app.body_limit
-            ),
-            None,
-        );
-    }
-    match app.gate.admit().await {
-        Admission::Ready => {}
-        Admission::Failed(reason) => {
-            let request_id = app.request_id(&req);
-            tracing::error!(
-                message = "answered 503: the handler failed to load",
-                request_id,
-                method = %req.method(),
-                path = req.uri().path(),
-                error = %reason
-            );
-            let mut resp = load_failed();
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
-            }
-            return resp;
-        }
-        Admission::Overflow => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the function is starting and too many requests are waiting; retry",
-                Some(1),
-            );
-        }
-        Admission::Expired => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the function did not start in time; retry",
-                Some(1),
-            );
-        }
-    }
-    let request_id = app.request_id(&req);
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, app.body_limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "the request body is larger than the limit of {} bytes (KIPPER_BODY_LIMIT)",
-                    app.body_limit
-                ),
-                None,
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read the request body: {e}"),
-                None,
-            );
-        }
-    };
-    let is_event = parts.method == Method::POST && parts.uri.path() == "/event";
-    let body_kind = if body.is_empty() {
-        BodyKind::Empty
-    } else if is_event
-        || parts
-            .headers
-            .get(CONTENT_TYPE)
-            .is_some_and(|v| is_json(v.as_bytes()))
-    {
-        BodyKind::Json
-    } else {
-        BodyKind::Text
-    };
-    let mut headers = Vec::with_capacity(256);
-    for (name, value) in &parts.headers {
-        headers.extend_from_slice(name.as_str().as_bytes());
-        headers.push(b':');
-        headers.extend_from_slice(value.as_bytes());
-        headers.push(b'\n');
-    }
-    if !headers.is_empty() {
-        headers.pop();
-    }
-    // A request that never reached a dying worker is sent to another one;
-    // one that did may have run, so it is answered 502, never replayed.
-    let wait_until = Instant::now() + app.hold_timeout;
-    let reply = loop {
-        let wait = wait_until.saturating_duration_since(Instant::now());
-        let Some(worker) = app.pool.worker(wait).await else {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no worker is available; retry",
-                Some(1),
-            );
-        };
-        // The invocation's time starts once a worker takes it: neither the
-        // cold-start hold nor the wait for a free worker counts against it.
-        let invoked = Instant::now();
-        let deadline_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| (d + app.timeout).as_millis() as u64)
-            .unwrap_or(0);
-        let frame = Invoke {
-            id: 0,
-            flags: if is_event { FLAG_EVENT } else { 0 },
-            body_kind,
-            deadline_ms,
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
-            headers: &headers,
-            request_id: &request_id,
-            body: &body,
-        };
-        let Some(mut ticket) = worker.invoke(frame) else {
-            continue;
-        };
-        let remaining = app.timeout.saturating_sub(invoked.elapsed());
-        let delivery = tokio::time::timeout(remaining, ticket.reply()).await;
-        app.pool.freed();
-        match delivery {
-            Ok(Delivery::Reply(reply)) => break reply,
-            Ok(Delivery::NotSent) => continue,
-            Ok(Delivery::Lost) => return lost(app, &worker, &request_id).await,
-            Err(_) => {
-                // Answered alone: the worker is replaced only if it is stuck
-                // (see pool::watchdog), not for this invocation's sake.
-                ticket.abandon();
-                tracing::warn!(
-                    message = "invocation timed out",
-                    request_id,
-                    worker = worker.slot,
-                    timeout_ms = app.timeout.as_millis() as u64
-                );
-                app.pool.timed_out(worker);
-                return error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!(
-                        "the handler did not answer within {:?} (KIPPER_TIMEOUT)",
-                        app.timeout
-                    ),
-                    None,
-                );
-            }
-        }
-    };
-    drop(headers);
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = Response::new(Full::new(reply.body.clone()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    if let Some(ct) = protocol::content_type(reply.content_type) {
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-    }
-    for (name, value) in reply.header_pairs() {
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        {
-            h.append(name, value);
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        h.insert(X_REQUEST_ID.clone(), v);
-    }
-    resp
-}
-
-/// The answer to an invocation whose worker died under it: a failed attempt
-/// (502, so kipper-poll counts it and dead-letters after its last attempt),
-/// not "not ready" (503, which kipper-poll treats as backpressure).
-async fn lost(app: &App, worker: &Worker, request_id: &str) -> Resp {
-    app.pool.isolate("a worker exited during an invocation");
-    let status = worker.exit_status(Duration::from_millis(500)).await;
-    let status = status.as_deref().unwrap_or("exit status not known yet");
-    tracing::warn!(
-        message = "the worker exited during the invocation; not retried",
-        request_id,
-        worker = worker.slot,
-        pid = worker.pid,
-        %status
-    );
-    error(
-        StatusCode::BAD_GATEWAY,
-        &format!("the worker running this invocation exited ({status}); it was not retried"),
-        None,
-    )
-}
-
-fn is_json(content_type: &[u8]) -> bool {
-    let ct = content_type
-        .split(|b| *b == b';')
-        .next()
-        .unwrap_or_default();
-    let ct = ct.trim_ascii();
-    ct.eq_ignore_ascii_case(b"application/json")
-        || (ct.len() > 5 && ct[ct.len() - 5..].eq_ignore_ascii_case(b"+json"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_content_types() {
-        assert!(is_json(b"application/json"));
-        assert!(is_json(b"Application/JSON; charset=utf-8"));
-        assert!(is_json(b"application/cloudevents+json"));
-        assert!(!is_json(b"text/plain"));
-        assert!(!is_json(b"application/jsonx"));
-    }
 
     #[test]
     fn errors_are_json_with_retry_after() {
