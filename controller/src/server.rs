@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +13,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use kipper_serve::{Drained, Server};
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::metrics::Metrics;
 use crate::{Error, Result};
@@ -126,40 +125,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(message = "Accept failed.", error = %e);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        debug!(message = "Connection.", %peer);
+    let service = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, &req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(message = "Connection ended with an error.", error = %e);
-            }
-        });
-    }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!(message = "Connections still open after the grace period; closing.");
+        async move { Ok::<_, Infallible>(handle(&state, &req).await) }
+    });
+    let connections = Server::new("controller")
+        .serve(listener, service, shutdown)
+        .await;
+    if let Drained::Cut { open } = connections.drain(grace).await {
+        warn!(
+            message = "Connections still open after the grace period; closed them.",
+            open
+        );
     }
     Ok(())
 }

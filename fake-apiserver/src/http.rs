@@ -2,6 +2,8 @@
 //! applies injected failures, and routes to discovery, pod logs, watches or the verbs.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -12,11 +14,12 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use kipper_serve::{Accept, Server};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::Seen;
 use super::query;
@@ -49,41 +52,39 @@ impl Shared {
 }
 
 /// Serves `listener` until `stop` fires, then closes it and every open connection (watches
-/// included) before returning.
+/// included) before returning, as an API server going away would.
 pub(super) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
-    mut stop: oneshot::Receiver<()>,
+    stop: oneshot::Receiver<()>,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
-                    connections.spawn(connection(stream, acceptor.clone(), Arc::clone(&shared)));
-                }
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
-}
-
-async fn connection(stream: tokio::net::TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
-    let Ok(tls) = acceptor.accept(stream).await else {
-        return;
-    };
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(handle(&shared, request).await) }
     });
-    // A client going away mid-request is no error of the fake's.
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), service)
+    let stopped = async {
+        let _ = stop.await;
+    };
+    let connections = Server::new("fake-apiserver")
+        .with_accept(Tls(acceptor))
+        .serve(listener, service, stopped)
         .await;
+    // No grace: a watch streams until its timeout, and a stop must end it now.
+    connections.drain(Duration::ZERO).await;
+}
+
+/// The TLS handshake, in each connection's own task.
+#[derive(Clone)]
+struct Tls(TlsAcceptor);
+
+impl Accept for Tls {
+    type Io = TokioIo<TlsStream<TcpStream>>;
+
+    fn accept(&self, stream: TcpStream) -> impl Future<Output = io::Result<Self::Io>> + Send {
+        let handshake = self.0.accept(stream);
+        async move { handshake.await.map(TokioIo::new) }
+    }
 }
 
 fn json_response(code: u16, value: &Value) -> Response<Body> {

@@ -5,13 +5,14 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use kipper_serve::Server;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,33 +37,21 @@ pub async fn serve(
         )
     })?;
     tracing::info!(message = "Admin port listening.", %addr);
+    let service = service_fn(move |request| {
+        let answer = answer(&request, &metrics, &deliverer, &health);
+        async move { Ok::<_, Infallible>(answer) }
+    });
     Ok(tokio::spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                () = shutdown.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        tracing::warn!(message = "Admin accept failed.", %error);
-                        continue;
-                    }
-                },
-            };
-            let metrics = metrics.clone();
-            let deliverer = deliverer.clone();
-            let health = health.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let answer = answer(&request, &metrics, &deliverer, &health);
-                    async move { Ok::<_, Infallible>(answer) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+        let connections = Server::new("admin")
+            .serve(listener, service, shutdown.cancelled_owned())
+            .await;
+        connections.drain(ADMIN_GRACE).await;
     }))
 }
+
+/// How long a scrape or probe in progress at shutdown may take to finish. The answers are
+/// built synchronously, so this only bounds a client that is slow to read.
+const ADMIN_GRACE: Duration = Duration::from_secs(1);
 
 fn answer(
     request: &Request<Incoming>,

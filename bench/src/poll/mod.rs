@@ -11,6 +11,7 @@
 //! graphile-worker, pg-boss, BullMQ) drain the same rows into the same handler in the same
 //! run, measured by the same loop; each is one more [`Backlog`].
 
+pub mod ceiling;
 pub mod handler;
 pub mod peer;
 pub mod process;

@@ -16,11 +16,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kipper_poll::config::RedisConfig;
-use kipper_poll::source::Source;
 use kipper_poll::source::redis::RedisSource;
 use redis::aio::MultiplexedConnection;
 
-use super::Workload;
+use super::{Workload, ceiling};
 
 /// Items pushed per command while seeding.
 const SEED_CHUNK: u64 = 10_000;
@@ -214,23 +213,9 @@ impl Workload for RedisWorkload {
 
     async fn source_ceiling(&mut self, rows: u64) -> anyhow::Result<f64> {
         let mut source = RedisSource::connect(&self.config()?).await?;
-        let started = Instant::now();
-        let mut done = 0u64;
-        loop {
-            let events = source.claim(self.batch_size).await?;
-            if events.is_empty() {
-                break;
-            }
-            done += events.len() as u64;
-            source.ack(&events).await?;
-        }
-        let seconds = started.elapsed().as_secs_f64();
+        let rate = ceiling::measure(&mut source, self.batch_size, rows, "items").await;
         source.queue().leave().await?;
-        anyhow::ensure!(
-            done == rows,
-            "the ceiling run settled {done} of {rows} items"
-        );
-        Ok(done as f64 / seconds)
+        rate
     }
 
     async fn extra_ceilings(

@@ -3,19 +3,16 @@
 //! delivered as an S3 event record. The source ceiling runs the same source code (listing,
 //! diff, records, checkpoint writes) without HTTP.
 
-use std::time::Instant;
-
 use anyhow::Context as _;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use futures::StreamExt as _;
 use kipper_poll::config::S3Config;
-use kipper_poll::source::Source;
 use kipper_poll::source::s3::S3Source;
 use kipper_poll::source::s3::bucket::Bucket;
 use kipper_poll::source::s3::checkpoint::{Checkpoint, checkpoint_key};
 
-use super::Workload;
+use super::{Workload, ceiling};
 
 /// Objects written at once while seeding.
 const SEED_CONCURRENCY: usize = 32;
@@ -140,21 +137,7 @@ impl Workload for S3Workload {
 
     async fn source_ceiling(&mut self, rows: u64) -> anyhow::Result<f64> {
         let mut source = S3Source::connect(&self.config()?).await?;
-        let started = Instant::now();
-        let mut done = 0u64;
-        loop {
-            let events = source.claim(self.batch_size).await?;
-            if events.is_empty() {
-                break;
-            }
-            done += events.len() as u64;
-            source.ack(&events).await?;
-        }
-        anyhow::ensure!(
-            done == rows,
-            "the ceiling run settled {done} of {rows} objects"
-        );
-        Ok(done as f64 / started.elapsed().as_secs_f64())
+        ceiling::measure(&mut source, self.batch_size, rows, "objects").await
     }
 
     async fn cleanup(&mut self) {

@@ -4,17 +4,14 @@
 //! runs kipper-poll's own source (same claim, re-read and mark-done SQL)
 //! without HTTP.
 
-use std::time::Instant;
-
 use anyhow::Context as _;
 use clap::Parser as _;
 use kipper_poll::config::{Args, SourceConfig};
-use kipper_poll::source::Source;
 use kipper_poll::source::mysql::MysqlSource;
 use kipper_poll::source::postgres::PostgresSource;
 use mysql_async::prelude::Queryable;
 
-use super::Workload;
+use super::{Workload, ceiling};
 
 /// Rows inserted per statement while seeding.
 const SEED_CHUNK: u64 = 5_000;
@@ -189,26 +186,17 @@ impl Workload for SqlWorkload {
             ));
         }
         let config = Args::try_parse_from(argv)?.into_config(&|_| None)?;
-        let started;
-        let mut done = 0u64;
         match config.source {
             SourceConfig::Postgres(sql) => {
                 let mut source = PostgresSource::connect(&sql).await?;
-                started = Instant::now();
-                done += drain(&mut source, self.batch_size).await?;
+                ceiling::measure(&mut source, self.batch_size, rows, "rows").await
             }
             SourceConfig::Mysql(sql) => {
                 let mut source = MysqlSource::connect(&sql).await?;
-                started = Instant::now();
-                done += drain(&mut source, self.batch_size).await?;
+                ceiling::measure(&mut source, self.batch_size, rows, "rows").await
             }
             _ => anyhow::bail!("not a SQL source"),
         }
-        anyhow::ensure!(
-            done == rows,
-            "the ceiling run settled {done} of {rows} rows"
-        );
-        Ok(done as f64 / started.elapsed().as_secs_f64())
     }
 
     async fn cleanup(&mut self) {
@@ -217,19 +205,5 @@ impl Workload for SqlWorkload {
                 .exec(&format!("DROP TABLE IF EXISTS {}", self.table))
                 .await;
         }
-    }
-}
-
-/// Claims and acknowledges until the source is empty; returns the count.
-async fn drain<S: Source>(source: &mut S, batch: usize) -> anyhow::Result<u64> {
-    let mut done = 0;
-    loop {
-        let events = source.claim(batch).await?;
-        if events.is_empty() {
-            source.flush().await?;
-            return Ok(done);
-        }
-        done += events.len() as u64;
-        source.ack(&events).await?;
     }
 }

@@ -6,6 +6,7 @@
 //! installed or a worker is spawned; nothing on the request path waits for the
 //! pool except the [`hold`] gate.
 
+mod admin;
 pub mod handler;
 pub mod hold;
 
@@ -13,13 +14,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Request, StatusCode};
+use http::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use kipper_serve::{Drained, Server};
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -96,92 +96,43 @@ pub async fn serve(
             }
         });
     }
-    let admin_task =
-        admin.map(|listener| tokio::spawn(serve_admin(listener, pool.clone(), metrics.clone())));
+    let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+    let admin_task = admin.map(|listener| {
+        tokio::spawn(admin::serve(
+            listener,
+            pool.clone(),
+            metrics.clone(),
+            async {
+                let _ = admin_stopped.await;
+            },
+        ))
+    });
 
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).keep_alive(true);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(message = "accept failed", %error);
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Small answers must not wait for Nagle + delayed ACK (upstream's 40 ms).
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let conn = http.serve_connection(TokioIo::new(stream), service_fn(move |req: Request<Incoming>| handler::handle(app.clone(), req)));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
+    let service = {
+        let app = app.clone();
+        service_fn(move |req: Request<Incoming>| handler::handle(app.clone(), req))
+    };
+    let connections = Server::new("function")
+        .serve(listener, service, shutdown)
+        .await;
     tracing::info!(
         message = "draining",
         held = app.gate.held(),
+        open = connections.open(),
         grace_s = config.grace.as_secs_f64()
     );
-    if tokio::time::timeout(config.grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(message = "grace period over; closing the remaining connections");
+    if let Drained::Cut { open } = connections.drain(config.grace).await {
+        tracing::warn!(
+            message = "grace period over; closed the remaining connections",
+            open
+        );
     }
     pool.stop().await;
+    // The admin port answers until the pool is stopped, so probes see the drain.
+    let _ = stop_admin.send(());
     if let Some(task) = admin_task {
-        task.abort();
+        let _ = task.await;
     }
     tracing::info!(message = "stopped");
     Ok(())
-}
-
-async fn serve_admin(listener: TcpListener, pool: Arc<Pool>, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let pool = pool.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let resp = match req.uri().path() {
-                    "/metrics" => {
-                        let mut resp = http::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(metrics.encode()),
-                        ));
-                        resp.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        resp
-                    }
-                    "/health" => handler::health(),
-                    "/ready" => handler::readiness(&pool),
-                    _ => handler::error(
-                        StatusCode::NOT_FOUND,
-                        "the admin port serves /metrics, /health and /ready",
-                        None,
-                    ),
-                };
-                async move { Ok::<_, std::convert::Infallible>(resp) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }
