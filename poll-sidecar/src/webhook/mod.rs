@@ -28,7 +28,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use kipper_serve::{Drained, Server};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -234,40 +234,25 @@ pub async fn serve_on(
     tracing::info!(message = "MinIO webhook receiver listening.", %addr, max_body = policy.max_body);
     let policy = Arc::new(policy);
     let delivery = Arc::new(delivery);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(message = "Webhook accept failed.", %error);
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
         let (policy, delivery) = (policy.clone(), delivery.clone());
-        let service = service_fn(move |request| {
-            let (policy, delivery) = (policy.clone(), delivery.clone());
-            async move {
-                handle(request, policy, |records| {
-                    let delivery = delivery.clone();
-                    async move { delivery.deliver_all(records).await }
-                })
-                .await
-            }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!(message = "Webhook receiver drained."),
-        () = tokio::time::sleep(grace) => tracing::warn!(message = "Webhook requests still open after the grace period; MinIO will retry them."),
+        async move {
+            handle(request, policy, |records| {
+                let delivery = delivery.clone();
+                async move { delivery.deliver_all(records).await }
+            })
+            .await
+        }
+    });
+    let connections = Server::new("webhook")
+        .serve(listener, service, shutdown.cancelled_owned())
+        .await;
+    match connections.drain(grace).await {
+        Drained::Complete => tracing::info!(message = "Webhook receiver drained."),
+        Drained::Cut { open } => tracing::warn!(
+            message = "Webhook requests still open after the grace period; MinIO will retry them.",
+            open
+        ),
     }
     Ok(())
 }
