@@ -24,7 +24,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut rest = text;
     let mut total = 0f64;
     while !rest.is_empty() {
-        let number_end = rest.find(|c: char| !is_number_char(c)).unwrap_or(rest.len());
+        let number_end = rest
+            .find(|c: char| !is_number_char(c))
+            .unwrap_or(rest.len());
         let number = &rest[..number_end];
         let value: f64 = number
             .parse()
@@ -95,7 +97,11 @@ mod tests {
     fn bad_durations_say_how_to_write_one() {
         assert!(parse_duration("5").unwrap_err().contains("lacks a unit"));
         assert!(parse_duration("5 seconds").is_err());
-        assert!(parse_duration("five").unwrap_err().contains("not a duration"));
+        assert!(
+            parse_duration("five")
+                .unwrap_err()
+                .contains("not a duration")
+        );
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-5s").is_err());

@@ -77,6 +77,9 @@ mod tests {
     fn anything_else_is_refused_with_the_choices() {
         let error = "xml".parse::<LogFormat>().unwrap_err();
         assert_eq!(error, "\"xml\" is not json or text");
-        assert!("JSON".parse::<LogFormat>().is_err(), "values are lower case");
+        assert!(
+            "JSON".parse::<LogFormat>().is_err(),
+            "values are lower case"
+        );
     }
 }

@@ -5,8 +5,9 @@
 //! The request path mirrors the modules: [`config`] -> a [`source`] claims a
 //! batch -> the [`pump`] hands each event to the [`delivery`] engine -> the
 //! source acknowledges, dead-letters or releases it. [`admin`] serves
-//! `/metrics`, `/healthz` and `/readyz`; [`shutdown`] turns SIGTERM into the
-//! drain.
+//! `/metrics`, `/healthz` and `/readyz`. SIGTERM ([`kipper_contract::shutdown`],
+//! the one shutdown future of the three binaries) cancels the token [`run`]
+//! takes, which starts the drain.
 
 pub mod admin;
 pub mod config;
@@ -15,7 +16,6 @@ mod error;
 pub mod health;
 pub mod metrics;
 pub mod pump;
-pub mod shutdown;
 pub mod source;
 
 pub use error::{Error, Result};
