@@ -131,9 +131,9 @@ pub async fn serve(
     tracing::info!(
         message = "draining",
         held = app.gate.held(),
-        grace_s = config.grace.as_secs_f64()
+        grace_s = config.shutdown_grace.as_secs_f64()
     );
-    if tokio::time::timeout(config.grace, graceful.shutdown())
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
     {
