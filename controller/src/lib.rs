@@ -48,7 +48,10 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Io {
-            context: format!("listen on {} (--listen)", config.listen),
+            context: format!(
+                "listen on {} (KIPPER_ADMIN_PORT, KIPPER_LISTEN)",
+                config.listen
+            ),
             source,
         })?;
     tracing::info!(message = "Serving.", listen = %config.listen);
