@@ -44,7 +44,13 @@ pub fn one_line(error: &clap::Error, command: &Command) -> String {
         (Some(value), Some(message)) if message.contains(&format!("{value:?}")) => {
             format!("{variable}: {message}")
         }
-        _ => format!("{variable}: {first}"),
+        // clap lists the values it knows on a line of their own (`[possible values: ...]`).
+        _ => match error.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(valid)) => {
+                format!("{variable}: {first}; use {}", valid.join(" or "))
+            }
+            _ => format!("{variable}: {first}"),
+        },
     }
 }
 
@@ -79,6 +85,8 @@ mod tests {
         interval: Duration,
         #[arg(long, env = "KIPPER_TEST_LOG_FORMAT", default_value_t)]
         log_format: LogFormat,
+        #[arg(long, env = "KIPPER_TEST_JSON", num_args = 0..=1, default_missing_value = "true")]
+        json: Option<bool>,
     }
 
     fn line(args: &[&str]) -> String {
@@ -95,6 +103,10 @@ mod tests {
         assert_eq!(
             line(&["kt", "--interval", "5"]),
             "KIPPER_TEST_INTERVAL: \"5\" lacks a unit; write e.g. 5s or 5ms"
+        );
+        assert_eq!(
+            line(&["kt", "--json=maybe"]),
+            "KIPPER_TEST_JSON: invalid value 'maybe' for '--json [<JSON>]'; use true or false"
         );
         assert_eq!(
             line(&["kt", "--log-format=xml"]),
