@@ -9,6 +9,7 @@ COPY runtime-shim runtime-shim
 COPY controller controller
 COPY bench bench
 COPY tls tls
+COPY contract contract
 COPY fake-apiserver fake-apiserver
 COPY serve serve
 RUN cargo build --release --locked -p kipper-controller --bin kipper-controller --bin kip \

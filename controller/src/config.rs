@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use kipper_contract::{LogFormat, parse_duration_or_seconds};
 
 use crate::render::RenderSettings;
 
@@ -15,7 +16,11 @@ use crate::render::RenderSettings;
     about = "Renders kipper.run Functions into Kubernetes and KEDA objects"
 )]
 pub struct ControllerArgs {
-    /// Address of /health, /ready, /metrics and /pending.
+    /// Port of /health, /ready, /metrics and /pending (the admin port, as in kipper-poll and
+    /// kipper-shim); default 8080, or the port of --listen.
+    #[arg(long, env = "KIPPER_ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+    /// Address of the admin server; a set --admin-port replaces its port.
     #[arg(long, env = "KIPPER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Public domain of function URLs: https://fn-<name>-<cluster-domain>.
@@ -71,12 +76,17 @@ pub struct ControllerArgs {
     /// StorageClass of the dependency cache volume; empty uses the cluster's default.
     #[arg(long, env = "KIPPER_DEPS_CACHE_STORAGE_CLASS", default_value = "")]
     pub deps_cache_storage_class: String,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "KIPPER_LOG_JSON", default_value_t = false)]
-    pub log_json: bool,
-    /// Seconds open HTTP connections get to finish on SIGTERM.
-    #[arg(long, env = "KIPPER_SHUTDOWN_GRACE", default_value_t = 10)]
-    pub shutdown_grace: u64,
+    /// Log format on stderr: json or text.
+    #[arg(long, env = "KIPPER_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// The boolean KIPPER_LOG_FORMAT had before the three binaries agreed on one (README,
+    /// deploy/controller.yaml): `--log-json` or `KIPPER_LOG_JSON=true` is json, `false` text.
+    /// Still read; KIPPER_LOG_FORMAT wins.
+    #[arg(long, env = "KIPPER_LOG_JSON", hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub log_json: Option<bool>,
+    /// How long open HTTP connections get to finish on SIGTERM (a duration, or seconds).
+    #[arg(long, env = "KIPPER_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration_or_seconds)]
+    pub shutdown_grace: Duration,
 }
 
 /// Validated configuration.
@@ -86,8 +96,8 @@ pub struct ControllerConfig {
     pub listen: SocketAddr,
     /// Renderer settings.
     pub render: RenderSettings,
-    /// JSON logs.
-    pub log_json: bool,
+    /// `KIPPER_LOG_FORMAT`.
+    pub log_format: LogFormat,
     /// Drain cap.
     pub shutdown_grace: Duration,
 }
@@ -114,23 +124,14 @@ impl ControllerArgs {
     /// print and exit 0; anything else wrong comes back as one line (clap's
     /// own report adds usage lines), for `main` to print with exit code 2.
     pub fn parse_one_line() -> Result<Self, String> {
+        use clap::CommandFactory as _;
         use clap::error::ErrorKind;
-        match Self::try_parse() {
-            Ok(args) => Ok(args),
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-                e.exit()
-            }
-            Err(e) => {
-                let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or_default();
-                let first = first.trim_start_matches("error: ");
-                Err(match e.kind() {
-                    // The one required setting; clap lists it on a second line.
-                    ErrorKind::MissingRequiredArgument => "KIPPER_CLUSTER_DOMAIN (--cluster-domain) is required: the public domain of function URLs, e.g. KIPPER_CLUSTER_DOMAIN=46-225-91-12.kipper.run".to_owned(),
-                    _ => format!("{first}; see kipper-controller --help"),
-                })
-            }
-        }
+        Self::try_parse().map_err(|e| match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+            // The one required setting; clap lists it on a second line.
+            ErrorKind::MissingRequiredArgument => "KIPPER_CLUSTER_DOMAIN (--cluster-domain) is required: the public domain of function URLs, e.g. KIPPER_CLUSTER_DOMAIN=46-225-91-12.kipper.run".to_owned(),
+            _ => kipper_contract::command_line::one_line(&e, &Self::command()),
+        })
     }
 
     /// Validates; the error is one line naming the setting and the fix.
@@ -151,8 +152,17 @@ impl ControllerArgs {
                 self.deps_cache_access_mode
             )));
         }
+        let listen = match self.admin_port {
+            None => self.listen,
+            Some(0) => {
+                return Err(crate::Error::Invalid(
+                    "--admin-port / KIPPER_ADMIN_PORT 0 would turn off /pending (KEDA's metrics-api) and the probes: set a free port, e.g. 8080".to_owned(),
+                ));
+            }
+            Some(port) => SocketAddr::new(self.listen.ip(), port),
+        };
         Ok(ControllerConfig {
-            listen: self.listen,
+            listen,
             render: RenderSettings {
                 cluster_domain: domain,
                 node_image: self.node_image,
@@ -168,8 +178,11 @@ impl ControllerArgs {
                     storage_class: Some(self.deps_cache_storage_class).filter(|c| !c.is_empty()),
                 },
             },
-            log_json: self.log_json,
-            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            log_format: self
+                .log_format
+                .or(self.log_json.map(LogFormat::from_json_flag))
+                .unwrap_or_default(),
+            shutdown_grace: self.shutdown_grace,
         })
     }
 }
@@ -215,5 +228,61 @@ mod tests {
         .unwrap()
         .validate();
         assert!(bad.unwrap_err().to_string().contains("--pending-url"));
+    }
+
+    fn parse(args: &[&str]) -> Result<ControllerConfig, String> {
+        use clap::CommandFactory as _;
+        let mut argv = vec!["kc", "--cluster-domain", "x.kipper.run"];
+        argv.extend_from_slice(args);
+        ControllerArgs::try_parse_from(argv)
+            .map_err(|e| kipper_contract::command_line::one_line(&e, &ControllerArgs::command()))?
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn shutdown_grace_takes_seconds_as_before_and_durations_now() {
+        assert_eq!(parse(&[]).unwrap().shutdown_grace, Duration::from_secs(10));
+        let grace = |value: &str| parse(&["--shutdown-grace", value]).unwrap().shutdown_grace;
+        assert_eq!(grace("20"), Duration::from_secs(20));
+        assert_eq!(grace("1m"), Duration::from_secs(60));
+        assert_eq!(grace("500ms"), Duration::from_millis(500));
+        assert_eq!(
+            parse(&["--shutdown-grace", "soon"]).unwrap_err(),
+            "KIPPER_SHUTDOWN_GRACE: \"soon\" is not a duration; write e.g. 5s, 500ms or 1m30s"
+        );
+    }
+
+    #[test]
+    fn log_format_is_json_by_default_and_the_old_flag_still_works() {
+        let format = |args: &[&str]| parse(args).unwrap().log_format;
+        assert_eq!(format(&[]), LogFormat::Json);
+        assert_eq!(format(&["--log-format", "text"]), LogFormat::Text);
+        assert_eq!(format(&["--log-json"]), LogFormat::Json);
+        assert_eq!(format(&["--log-json=false"]), LogFormat::Text);
+        assert_eq!(format(&["--log-json=true"]), LogFormat::Json);
+        assert_eq!(
+            format(&["--log-json=true", "--log-format=text"]),
+            LogFormat::Text,
+            "the new name wins"
+        );
+        assert_eq!(
+            parse(&["--log-format", "xml"]).unwrap_err(),
+            "KIPPER_LOG_FORMAT: \"xml\" is not json or text"
+        );
+    }
+
+    #[test]
+    fn admin_port_replaces_the_port_of_listen() {
+        let listen = |args: &[&str]| parse(args).unwrap().listen.to_string();
+        assert_eq!(listen(&[]), "0.0.0.0:8080");
+        assert_eq!(listen(&["--admin-port", "9000"]), "0.0.0.0:9000");
+        assert_eq!(
+            listen(&["--listen", "127.0.0.1:0", "--admin-port", "9000"]),
+            "127.0.0.1:9000"
+        );
+        assert_eq!(listen(&["--listen", "127.0.0.1:0"]), "127.0.0.1:0");
+        let e = parse(&["--admin-port", "0"]).unwrap_err();
+        assert!(e.starts_with("--admin-port / KIPPER_ADMIN_PORT 0"), "{e}");
     }
 }

@@ -32,31 +32,6 @@ pub use error::{Error, Result};
 
 use std::sync::Arc;
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        // If the handler cannot be installed, only SIGTERM stops us.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 /// Runs the controller and its HTTP endpoints until `shutdown` resolves.
 pub async fn run(
     config: config::ControllerConfig,
@@ -73,7 +48,10 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Io {
-            context: format!("listen on {} (--listen)", config.listen),
+            context: format!(
+                "listen on {} (KIPPER_ADMIN_PORT, KIPPER_LISTEN)",
+                config.listen
+            ),
             source,
         })?;
     tracing::info!(message = "Serving.", listen = %config.listen);

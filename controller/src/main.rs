@@ -20,8 +20,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    kipper_controller::telemetry::init(config.log_json);
-    match kipper_controller::run(config, kipper_controller::shutdown_signal()).await {
+    kipper_controller::telemetry::init(config.log_format);
+    let signal = match kipper_contract::shutdown::signal() {
+        Ok(signal) => signal,
+        Err(e) => {
+            eprintln!("kipper-controller: cannot handle SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match kipper_controller::run(config, signal).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line; no backtrace for a failure the user can act on.

@@ -7,8 +7,9 @@
 //! source acknowledges, dead-letters or releases it, and is closed at the end.
 //! The MinIO [`webhook`] is the one ingress beside the pump: MinIO pushes
 //! events, which it delivers with the same engine. [`admin`] serves
-//! `/metrics`, `/healthz` and `/readyz`; [`shutdown`] turns SIGTERM into the
-//! drain.
+//! `/metrics`, `/healthz` and `/readyz`. SIGTERM ([`kipper_contract::shutdown`],
+//! the one shutdown future of the three binaries) cancels the token [`run`]
+//! takes, which starts the drain.
 
 pub mod admin;
 pub mod config;
@@ -17,7 +18,6 @@ mod error;
 pub mod health;
 pub mod metrics;
 pub mod pump;
-pub mod shutdown;
 pub mod source;
 pub mod webhook;
 

@@ -9,6 +9,8 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
+use tokio_util::sync::CancellationToken;
+
 /// Bad configuration: the one line on stderr and exit code 2.
 fn refused(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("kipper-poll: {error}");
@@ -37,18 +39,26 @@ async fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    if config.log_json {
+    if config.log_format.is_json() {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }
-    let shutdown = match kipper_poll::shutdown::on_signal() {
-        Ok(shutdown) => shutdown,
+    let signal = match kipper_contract::shutdown::signal() {
+        Ok(signal) => signal,
         Err(error) => {
             tracing::error!(message = "Cannot handle SIGTERM.", %error);
             return ExitCode::FAILURE;
         }
     };
+    // Every loop of the sidecar selects on one token (tasks hold clones of it);
+    // the signal cancels it.
+    let shutdown = CancellationToken::new();
+    let cancel = shutdown.clone();
+    tokio::spawn(async move {
+        signal.await;
+        cancel.cancel();
+    });
     match kipper_poll::run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is_config() => refused(&error),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use kipper_contract::{LogFormat, parse_duration_or_seconds};
 
 use crate::{Error, Result};
 
@@ -56,26 +57,31 @@ pub struct Args {
     #[arg(long, env = "KIPPER_WORKERS")]
     pub workers: Option<usize>,
 
-    /// Per-invocation timeout, in seconds (fractions allowed); 30 in http mode,
-    /// 3600 in batch mode (a cron run may take minutes).
-    #[arg(long, env = "KIPPER_TIMEOUT")]
-    pub timeout: Option<f64>,
+    /// Per-invocation timeout: a duration (`30s`, `500ms`) or a number of seconds; 30 s in
+    /// http mode, 3600 s in batch mode (a cron run may take minutes).
+    #[arg(long, env = "KIPPER_TIMEOUT", value_parser = parse_duration_or_seconds)]
+    pub timeout: Option<Duration>,
 
     /// Requests held at most while the handler starts; more get 503.
     #[arg(long, env = "KIPPER_HOLD_MAX", default_value_t = 4096)]
     pub hold_max: usize,
 
-    /// Longest a request is held while the handler starts, in seconds.
-    #[arg(long, env = "KIPPER_HOLD_TIMEOUT", default_value_t = 60.0)]
-    pub hold_timeout: f64,
+    /// Longest a request is held while the handler starts (a duration or seconds).
+    #[arg(long, env = "KIPPER_HOLD_TIMEOUT", default_value = "60", value_parser = parse_duration_or_seconds)]
+    pub hold_timeout: Duration,
 
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "KIPPER_BODY_LIMIT", default_value_t = 6 * 1024 * 1024)]
     pub body_limit: usize,
 
-    /// Grace period of the SIGTERM drain, in seconds.
-    #[arg(long, env = "KIPPER_GRACE", default_value_t = 25.0)]
-    pub grace: f64,
+    /// Grace period of the SIGTERM drain (a duration or seconds; default 25 s).
+    #[arg(long, env = "KIPPER_SHUTDOWN_GRACE", value_parser = parse_duration_or_seconds)]
+    pub shutdown_grace: Option<Duration>,
+
+    /// The name `KIPPER_SHUTDOWN_GRACE` had before the three binaries agreed on it (README);
+    /// still read, `KIPPER_SHUTDOWN_GRACE` wins.
+    #[arg(long = "grace", env = "KIPPER_GRACE", hide = true, value_parser = parse_duration_or_seconds)]
+    pub legacy_grace: Option<Duration>,
 
     /// Writable directory for the worker sockets, bootstrap files and installed dependencies.
     #[arg(long, env = "KIPPER_WORK_DIR")]
@@ -97,9 +103,9 @@ pub struct Args {
     #[arg(long, env = "KIPPER_NPM_BIN", default_value = "npm")]
     pub npm_bin: String,
 
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "KIPPER_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format on stderr: `json` or `text`.
+    #[arg(long, env = "KIPPER_LOG_FORMAT", default_value_t)]
+    pub log_format: LogFormat,
 }
 
 /// The language of the handler.
@@ -168,8 +174,8 @@ pub struct Config {
     pub hold_timeout: Duration,
     /// Largest request body in bytes (`KIPPER_BODY_LIMIT`).
     pub body_limit: usize,
-    /// SIGTERM drain (`KIPPER_GRACE`).
-    pub grace: Duration,
+    /// SIGTERM drain (`KIPPER_SHUTDOWN_GRACE`, formerly `KIPPER_GRACE`).
+    pub shutdown_grace: Duration,
     /// Writable directory (`KIPPER_WORK_DIR`).
     pub work_dir: PathBuf,
     /// The work dir is the shim's own temporary one: removed at exit.
@@ -182,8 +188,8 @@ pub struct Config {
     pub python_bin: String,
     /// `KIPPER_NPM_BIN`.
     pub npm_bin: String,
-    /// `KIPPER_LOG_FORMAT=json`.
-    pub json_logs: bool,
+    /// `KIPPER_LOG_FORMAT`.
+    pub log_format: LogFormat,
 }
 
 /// The `setting` of a configuration error clap reports, which may name any flag.
@@ -193,16 +199,21 @@ const TRIGGERS: &[&str] = &[
     "http", "cron", "test", "postgres", "mysql", "redis", "minio", "rabbitmq",
 ];
 
-fn seconds(value: f64, setting: &'static str) -> Result<Duration> {
-    if !value.is_finite() || value <= 0.0 || value > 86_400.0 {
+/// The default drain of `KIPPER_SHUTDOWN_GRACE`: within the pod's 30 s termination grace.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// The longest wait any duration setting of the shim accepts: a day.
+const LONGEST: Duration = Duration::from_secs(86_400);
+
+/// Refuses a zero or longer-than-a-day wait, naming the setting and the fix.
+fn bounded(value: Duration, setting: &'static str) -> Result<Duration> {
+    if value.is_zero() || value > LONGEST {
         return Err(Error::config(
             setting,
-            format!(
-                "{setting}={value} must be a number of seconds between 0 and 86400, e.g. {setting}=30"
-            ),
+            format!("{setting} must be more than 0 and at most a day, e.g. {setting}=30s"),
         ));
     }
-    Ok(Duration::from_secs_f64(value))
+    Ok(value)
 }
 
 /// A directory stands for the handler file in it (`/app/function` ->
@@ -232,39 +243,9 @@ fn handler_in_dir(path: PathBuf, runtime: Option<Runtime>) -> PathBuf {
 impl Args {
     /// Parses the command line and environment. `--help` and `--version`
     /// print and exit 0; a malformed value comes back as one line naming the
-    /// environment variable (clap's own report names only the flag and adds
-    /// usage lines), for the caller to print and exit with code 2.
+    /// environment variable, for the caller to print and exit with code 2.
     pub fn parse_one_line() -> std::result::Result<Self, String> {
-        use clap::CommandFactory as _;
-        use clap::error::{ContextKind, ContextValue, ErrorKind};
-        match Self::try_parse() {
-            Ok(args) => Ok(args),
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-                e.exit()
-            }
-            Err(e) => {
-                let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or_default();
-                let first = first.trim_start_matches("error: ");
-                let env = match e.get(ContextKind::InvalidArg) {
-                    // `flag` is e.g. "--port <PORT>".
-                    Some(ContextValue::String(flag)) => Self::command()
-                        .get_arguments()
-                        .find(|a| {
-                            a.get_long().is_some_and(|long| {
-                                flag.split_whitespace().next() == Some(&format!("--{long}"))
-                            })
-                        })
-                        .and_then(|a| a.get_env())
-                        .map(|env| env.to_string_lossy().into_owned()),
-                    _ => None,
-                };
-                Err(match env {
-                    Some(env) => format!("{env}: {first}"),
-                    None => format!("{first}; see kipper-shim --help"),
-                })
-            }
-        }
+        kipper_contract::command_line::parse_or_one_line()
     }
 
     /// Validates the arguments into a [`Config`]; errors name the setting and the fix.
@@ -359,16 +340,6 @@ impl Args {
                 "KIPPER_BODY_LIMIT=0 would refuse every body; set a size in bytes, e.g. 6291456",
             ));
         }
-        let json_logs = match self.log_format.as_str() {
-            "text" => false,
-            "json" => true,
-            other => {
-                return Err(Error::config(
-                    "KIPPER_LOG_FORMAT",
-                    format!("KIPPER_LOG_FORMAT={other} is not supported; set it to text or json"),
-                ));
-            }
-        };
         let owns_work_dir = self.work_dir.is_none();
         let work_dir = self.work_dir.unwrap_or_else(|| {
             std::env::temp_dir().join(format!("kipper-shim-{}", std::process::id()))
@@ -381,22 +352,30 @@ impl Args {
             listen: SocketAddr::new(self.bind, self.port),
             admin: (self.admin_port != 0).then(|| SocketAddr::new(self.bind, self.admin_port)),
             workers,
-            timeout: seconds(
+            timeout: bounded(
                 self.timeout
-                    .unwrap_or(if mode == Mode::Batch { 3600.0 } else { 30.0 }),
+                    .unwrap_or(Duration::from_secs(if mode == Mode::Batch {
+                        3600
+                    } else {
+                        30
+                    })),
                 "KIPPER_TIMEOUT",
             )?,
             hold_max: self.hold_max,
-            hold_timeout: seconds(self.hold_timeout, "KIPPER_HOLD_TIMEOUT")?,
+            hold_timeout: bounded(self.hold_timeout, "KIPPER_HOLD_TIMEOUT")?,
             body_limit: self.body_limit,
-            grace: seconds(self.grace, "KIPPER_GRACE")?,
+            shutdown_grace: match (self.shutdown_grace, self.legacy_grace) {
+                (Some(grace), _) => bounded(grace, "KIPPER_SHUTDOWN_GRACE")?,
+                (None, Some(grace)) => bounded(grace, "KIPPER_GRACE")?,
+                (None, None) => DEFAULT_SHUTDOWN_GRACE,
+            },
             work_dir,
             owns_work_dir,
             deps_cache: self.deps_cache.filter(|p| !p.as_os_str().is_empty()),
             node_bin: self.node_bin,
             python_bin: self.python_bin,
             npm_bin: self.npm_bin,
-            json_logs,
+            log_format: self.log_format,
         })
     }
 }
@@ -418,11 +397,18 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Parses as `main` does: a malformed value is the one line `main` prints.
     fn parse(args: &[&str]) -> Result<Config> {
+        use clap::CommandFactory as _;
         let mut all = vec!["kipper-shim"];
         all.extend_from_slice(args);
         Args::try_parse_from(all)
-            .map_err(|e| Error::config(COMMAND_LINE, e.to_string()))?
+            .map_err(|e| {
+                Error::config(
+                    COMMAND_LINE,
+                    kipper_contract::command_line::one_line(&e, &Args::command()),
+                )
+            })?
             .into_config()
     }
 
@@ -535,6 +521,54 @@ mod tests {
         assert_eq!(
             parse(&["--mode", "batch"]).unwrap().timeout,
             Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn shutdown_grace_has_one_name_and_the_old_one_still_works() {
+        assert_eq!(parse(&[]).unwrap().shutdown_grace, Duration::from_secs(25));
+        let grace = |args: &[&str]| parse(args).unwrap().shutdown_grace;
+        assert_eq!(grace(&["--shutdown-grace", "10s"]), Duration::from_secs(10));
+        assert_eq!(
+            grace(&["--shutdown-grace", "2.5"]),
+            Duration::from_millis(2500)
+        );
+        // `--grace` is the flag of KIPPER_GRACE, the name before the binaries agreed on one.
+        assert_eq!(grace(&["--grace", "12"]), Duration::from_secs(12));
+        assert_eq!(
+            grace(&["--grace", "12", "--shutdown-grace", "3s"]),
+            Duration::from_secs(3),
+            "the new name wins"
+        );
+        let err = parse(&["--grace", "0"]).unwrap_err().to_string();
+        assert!(err.starts_with("KIPPER_GRACE must be more than 0"), "{err}");
+    }
+
+    #[test]
+    fn durations_take_seconds_as_before_and_units_now() {
+        let c = parse(&["--timeout", "250ms", "--hold-timeout", "1m"]).unwrap();
+        assert_eq!(
+            (c.timeout, c.hold_timeout),
+            (Duration::from_millis(250), Duration::from_secs(60))
+        );
+        assert_eq!(parse(&[]).unwrap().hold_timeout, Duration::from_secs(60));
+        assert_eq!(
+            parse(&["--timeout", "soon"]).unwrap_err().to_string(),
+            "KIPPER_TIMEOUT: \"soon\" is not a duration; write e.g. 5s, 500ms or 1m30s"
+        );
+        assert!(parse(&["--timeout", "2d"]).is_err());
+    }
+
+    #[test]
+    fn log_format_is_json_unless_text_is_asked_for() {
+        assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Json);
+        assert_eq!(
+            parse(&["--log-format", "text"]).unwrap().log_format,
+            LogFormat::Text
+        );
+        assert_eq!(
+            parse(&["--log-format", "xml"]).unwrap_err().to_string(),
+            "KIPPER_LOG_FORMAT: \"xml\" is not json or text"
         );
     }
 }

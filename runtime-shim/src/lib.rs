@@ -21,7 +21,6 @@ pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod server;
-pub mod shutdown;
 pub mod telemetry;
 
 pub use error::{DepsFailure, Error, ProtocolViolation, Result, WorkerFailure};

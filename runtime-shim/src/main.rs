@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return refused(&error),
     };
-    kipper_shim::telemetry::init(config.json_logs);
+    kipper_shim::telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -36,7 +36,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match runtime.block_on(kipper_shim::run(config, kipper_shim::shutdown::signal())) {
+    // The signal handlers are installed on this runtime, before anything is bound.
+    let signal = {
+        let _entered = runtime.enter();
+        kipper_contract::shutdown::signal()
+    };
+    let signal = match signal {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(message = "cannot handle SIGTERM", %error);
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(kipper_shim::run(config, signal)) {
         Ok(code) => code,
         Err(error @ kipper_shim::Error::Config { .. }) => {
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -3,10 +3,11 @@
 
 use std::io::IsTerminal as _;
 
+use kipper_contract::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; `RUST_LOG` overrides the `info` default.
-pub fn init(json: bool) {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -14,7 +15,7 @@ pub fn init(json: bool) {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests) is harmless: keep the first subscriber.
-    let _ = if json {
+    let _ = if format.is_json() {
         builder.json().try_init()
     } else {
         builder.try_init()

@@ -4,17 +4,21 @@
 //! typed [`Config`] before any connection is opened, failing with one line
 //! that names the setting and the fix.
 //!
-//! The module is a folder only because the connection parsing and duration
-//! format are long; the settings themselves all stand in [`Args`].
+//! Numbers and durations are typed fields parsed by clap (durations with the
+//! one parser of all three binaries, [`kipper_contract::duration`]); what
+//! clap cannot check (a range, a zero wait, a setting that another one
+//! requires) is checked here. The module is a folder only because the
+//! connection parsing is long; the settings themselves all stand in [`Args`].
 
 mod connection;
-mod duration;
 mod secret;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use clap::Parser;
+use kipper_contract::{LogFormat, parse_duration, parse_duration_or_seconds};
 
 pub use connection::{Env, RedisConnection, S3Connection, SqlConnection};
 pub use secret::Secret;
@@ -62,14 +66,14 @@ pub struct Args {
     #[arg(long, env = "KIPPER_MINIO_BUCKET")]
     pub minio_bucket: Option<String>,
     /// MinIO trigger: port of the webhook receiver.
-    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_PORT", default_value = "9090")]
-    pub minio_webhook_port: String,
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_PORT", default_value_t = 9090)]
+    pub minio_webhook_port: u16,
     /// Redis trigger: where items that failed every attempt go (default `<list>:dead`).
     #[arg(long, env = "KIPPER_REDIS_DEAD_LIST")]
     pub redis_dead_list: Option<String>,
     /// Redis trigger: how long after its last heartbeat a consumer's items go back to the list.
-    #[arg(long, env = "KIPPER_REDIS_LEASE", default_value = "15s")]
-    pub redis_lease: String,
+    #[arg(long, env = "KIPPER_REDIS_LEASE", default_value = "15s", value_parser = parse_duration)]
+    pub redis_lease: Duration,
     /// Redis trigger: this consumer's id (default: HOSTNAME plus a random suffix).
     #[arg(long, env = "KIPPER_REDIS_CONSUMER")]
     pub redis_consumer: Option<String>,
@@ -84,53 +88,53 @@ pub struct Args {
     #[arg(long, env = "KIPPER_MINIO_START", default_value = "all")]
     pub minio_start: String,
     /// MinIO trigger, poll mode: lease of the one replica that polls (Go duration).
-    #[arg(long, env = "KIPPER_MINIO_LEASE", default_value = "15s")]
-    pub minio_lease: String,
+    #[arg(long, env = "KIPPER_MINIO_LEASE", default_value = "15s", value_parser = parse_duration)]
+    pub minio_lease: Duration,
     /// MinIO trigger, webhook mode: the bearer token MinIO sends (its `auth_token`); required.
     #[arg(long, env = "KIPPER_MINIO_WEBHOOK_TOKEN", hide_env_values = true)]
     pub minio_webhook_token: Option<String>,
     /// MinIO trigger, webhook mode: largest accepted request body, in bytes.
-    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_MAX_BODY", default_value = "1048576")]
-    pub minio_webhook_max_body: String,
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_MAX_BODY", default_value_t = 1 << 20)]
+    pub minio_webhook_max_body: usize,
     /// MinIO trigger, webhook mode: how long one MinIO request waits for the function's verdict.
-    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_TIMEOUT", default_value = "30s")]
-    pub minio_webhook_timeout: String,
+    #[arg(long, env = "KIPPER_MINIO_WEBHOOK_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub minio_webhook_timeout: Duration,
     /// Wait when the source is idle or failing (Go duration).
-    #[arg(long, env = "KIPPER_POLL_INTERVAL", default_value = "5s")]
-    pub poll_interval: String,
+    #[arg(long, env = "KIPPER_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
     /// Name of the function, for checkpoints and logs.
     #[arg(long, env = "KIPPER_FUNCTION_NAME", default_value = "default")]
     pub function_name: String,
     /// Deliveries in flight at once.
-    #[arg(long, env = "KIPPER_CONCURRENCY", default_value = "64")]
-    pub concurrency: String,
+    #[arg(long, env = "KIPPER_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
     /// Events claimed per round trip to the source.
-    #[arg(long, env = "KIPPER_BATCH_SIZE", default_value = "500")]
-    pub batch_size: String,
+    #[arg(long, env = "KIPPER_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
     /// Timeout of one delivery attempt (Go duration).
-    #[arg(long, env = "KIPPER_DELIVERY_TIMEOUT", default_value = "30s")]
-    pub delivery_timeout: String,
+    #[arg(long, env = "KIPPER_DELIVERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
     /// Attempts before an event is dead-lettered.
-    #[arg(long, env = "KIPPER_MAX_ATTEMPTS", default_value = "5")]
-    pub max_attempts: String,
+    #[arg(long, env = "KIPPER_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
     /// First retry wait; doubles per attempt, with jitter (Go duration).
-    #[arg(long, env = "KIPPER_BACKOFF_INITIAL", default_value = "500ms")]
-    pub backoff_initial: String,
+    #[arg(long, env = "KIPPER_BACKOFF_INITIAL", default_value = "500ms", value_parser = parse_duration)]
+    pub backoff_initial: Duration,
     /// Longest retry wait (Go duration).
-    #[arg(long, env = "KIPPER_BACKOFF_MAX", default_value = "30s")]
-    pub backoff_max: String,
+    #[arg(long, env = "KIPPER_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration)]
+    pub backoff_max: Duration,
     /// Optional readiness URL of the target probed before claiming (default: a TCP connect).
     #[arg(long, env = "KIPPER_TARGET_READY_URL")]
     pub target_ready_url: Option<String>,
     /// Port of /metrics, /healthz and /readyz; 0 disables it.
-    #[arg(long, env = "KIPPER_ADMIN_PORT", default_value = "9091")]
-    pub admin_port: String,
-    /// How long SIGTERM waits for in-flight deliveries (Go duration).
-    #[arg(long, env = "KIPPER_SHUTDOWN_GRACE", default_value = "20s")]
-    pub shutdown_grace: String,
-    /// Log format: json or text.
-    #[arg(long, env = "KIPPER_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
+    #[arg(long, env = "KIPPER_ADMIN_PORT", default_value_t = 9091)]
+    pub admin_port: u16,
+    /// How long SIGTERM waits for in-flight deliveries (a duration; a bare number is seconds).
+    #[arg(long, env = "KIPPER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration_or_seconds)]
+    pub shutdown_grace: Duration,
+    /// Log format on stderr: json or text.
+    #[arg(long, env = "KIPPER_LOG_FORMAT", default_value_t)]
+    pub log_format: LogFormat,
 }
 
 /// The validated configuration.
@@ -146,8 +150,8 @@ pub struct Config {
     pub pump: PumpConfig,
     /// Admin listener; `None` when disabled.
     pub admin: Option<SocketAddr>,
-    /// Log as JSON lines (default) or human-readable text.
-    pub log_json: bool,
+    /// `KIPPER_LOG_FORMAT`: JSON lines (default) or human-readable text.
+    pub log_format: LogFormat,
 }
 
 /// The trigger and everything its source needs: the closed set of sources.
@@ -263,33 +267,34 @@ pub struct PumpConfig {
     pub shutdown_grace: Duration,
 }
 
-fn duration(setting: &'static str, text: &str) -> Result<Duration> {
-    duration::parse(text).map_err(|e| Error::config(setting, e))
-}
-
-fn positive(setting: &'static str, text: &str) -> Result<Duration> {
-    let d = duration(setting, text)?;
-    if d.is_zero() {
+/// Refuses a zero duration: the setting is a wait or a lease that must pass.
+fn positive(setting: &'static str, value: Duration, example: &str) -> Result<Duration> {
+    if value.is_zero() {
         return Err(Error::config(
             setting,
-            format!("{text:?} must be more than 0, e.g. 15s"),
+            format!("must be more than 0, e.g. {example}"),
         ));
     }
-    Ok(d)
+    Ok(value)
 }
 
-fn number<T: TryFrom<u64>>(setting: &'static str, text: &str, min: u64, max: u64) -> Result<T> {
-    text.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .and_then(|n| T::try_from(n).ok())
-        .ok_or_else(|| {
-            Error::config(
-                setting,
-                format!("{text:?} is not a whole number from {min} to {max}"),
-            )
-        })
+/// Refuses a number outside `range`, naming the setting and the range.
+fn within<T: PartialOrd + std::fmt::Display>(
+    setting: &'static str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<T> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    Err(Error::config(
+        setting,
+        format!(
+            "{value} is out of range; use a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ),
+    ))
 }
 
 fn required(setting: &'static str, value: Option<String>, example: &str) -> Result<String> {
@@ -318,25 +323,12 @@ fn uri(setting: &'static str, text: &str) -> Result<http::Uri> {
 
 impl Args {
     /// Parses the command line and environment. `--help` and `--version`
-    /// print and exit 0; a malformed command line comes back as one line
-    /// (clap's own report adds usage and a blank line), for the caller to
-    /// print and exit with code 2 as for any bad setting.
+    /// print and exit 0; anything malformed (an unknown flag, a number or
+    /// duration that does not parse) comes back as one line naming the
+    /// variable, for the caller to print and exit with code 2 as for any bad
+    /// setting.
     pub fn parse_one_line() -> std::result::Result<Self, String> {
-        use clap::error::ErrorKind;
-        match Self::try_parse() {
-            Ok(args) => Ok(args),
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-                e.exit()
-            }
-            Err(e) => {
-                let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or_default();
-                Err(format!(
-                    "{}; see kipper-poll --help",
-                    first.trim_start_matches("error: ")
-                ))
-            }
-        }
+        kipper_contract::command_line::parse_or_one_line()
     }
 
     /// Validates the arguments, reading binding variables through `env`.
@@ -364,7 +356,7 @@ impl Args {
                     .redis_dead_list
                     .clone()
                     .filter(|d| !d.trim().is_empty()),
-                lease: positive("KIPPER_REDIS_LEASE", &self.redis_lease)?,
+                lease: positive("KIPPER_REDIS_LEASE", self.redis_lease, "15s")?,
                 consumer: self.redis_consumer.clone().filter(|c| !c.trim().is_empty()),
             }),
             "minio" | "s3" => SourceConfig::S3(S3Config {
@@ -378,11 +370,10 @@ impl Args {
                     (Err(error), _) => return Err(error),
                 },
                 bucket: required("KIPPER_MINIO_BUCKET", self.minio_bucket.clone(), "uploads")?,
-                webhook_port: number(
+                webhook_port: within(
                     "KIPPER_MINIO_WEBHOOK_PORT",
-                    &self.minio_webhook_port,
-                    1,
-                    65535,
+                    self.minio_webhook_port,
+                    1..=u16::MAX,
                 )?,
                 consumer: self.function_name.clone(),
                 mode: self.s3_mode()?,
@@ -407,53 +398,30 @@ impl Args {
                 .as_deref()
                 .map(|u| uri("KIPPER_TARGET_READY_URL", u))
                 .transpose()?,
-            concurrency: number("KIPPER_CONCURRENCY", &self.concurrency, 1, 10_000)?,
-            timeout: duration("KIPPER_DELIVERY_TIMEOUT", &self.delivery_timeout)?,
-            max_attempts: number("KIPPER_MAX_ATTEMPTS", &self.max_attempts, 1, 1_000)?,
-            backoff_initial: duration("KIPPER_BACKOFF_INITIAL", &self.backoff_initial)?,
-            backoff_max: duration("KIPPER_BACKOFF_MAX", &self.backoff_max)?,
+            concurrency: within("KIPPER_CONCURRENCY", self.concurrency, 1..=10_000)?,
+            timeout: positive("KIPPER_DELIVERY_TIMEOUT", self.delivery_timeout, "30s")?,
+            max_attempts: within("KIPPER_MAX_ATTEMPTS", self.max_attempts, 1..=1_000)?,
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
         };
-        if delivery.timeout.is_zero() {
-            return Err(Error::config(
-                "KIPPER_DELIVERY_TIMEOUT",
-                "must be more than 0, e.g. 30s",
-            ));
-        }
         if let SourceConfig::Postgres(sql) | SourceConfig::Mysql(sql) = &mut source {
             sql.restart_quiet = delivery.timeout + crate::source::sql::RESTART_MARGIN;
         }
         let pump = PumpConfig {
-            batch_size: number("KIPPER_BATCH_SIZE", &self.batch_size, 1, 5_000)?,
-            poll_interval: duration("KIPPER_POLL_INTERVAL", &self.poll_interval)?,
-            shutdown_grace: duration("KIPPER_SHUTDOWN_GRACE", &self.shutdown_grace)?,
-        };
-        if pump.poll_interval.is_zero() {
+            batch_size: within("KIPPER_BATCH_SIZE", self.batch_size, 1..=5_000)?,
             // Zero would poll an idle source in a tight loop.
-            return Err(Error::config(
-                "KIPPER_POLL_INTERVAL",
-                "must be more than 0, e.g. 5s",
-            ));
-        }
-        let admin_port: u16 = number("KIPPER_ADMIN_PORT", &self.admin_port, 0, 65535)?;
-        let admin = (admin_port != 0)
-            .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), admin_port));
-        let log_json = match self.log_format.as_str() {
-            "json" => true,
-            "text" => false,
-            other => {
-                return Err(Error::config(
-                    "KIPPER_LOG_FORMAT",
-                    format!("{other:?} is not json or text"),
-                ));
-            }
+            poll_interval: positive("KIPPER_POLL_INTERVAL", self.poll_interval, "5s")?,
+            shutdown_grace: self.shutdown_grace,
         };
+        let admin = (self.admin_port != 0)
+            .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.admin_port));
         Ok(Config {
             function_name: self.function_name,
             source,
             delivery,
             pump,
             admin,
-            log_json,
+            log_format: self.log_format,
         })
     }
 
@@ -468,7 +436,7 @@ impl Args {
                         return Err(Error::config("KIPPER_MINIO_START", format!("{other:?} is not all or now")));
                     }
                 },
-                lease: positive("KIPPER_MINIO_LEASE", &self.minio_lease)?,
+                lease: positive("KIPPER_MINIO_LEASE", self.minio_lease, "15s")?,
             }),
             "webhook" => Ok(S3Mode::Webhook {
                 token: self.minio_webhook_token.clone().filter(|t| !t.trim().is_empty()).map(Secret::new).ok_or_else(|| {
@@ -477,8 +445,8 @@ impl Args {
                         "required in webhook mode; set it to the auth_token of MinIO's webhook target (from a Secret)",
                     )
                 })?,
-                max_body: number("KIPPER_MINIO_WEBHOOK_MAX_BODY", &self.minio_webhook_max_body, 1024, 64 << 20)?,
-                timeout: positive("KIPPER_MINIO_WEBHOOK_TIMEOUT", &self.minio_webhook_timeout)?,
+                max_body: within("KIPPER_MINIO_WEBHOOK_MAX_BODY", self.minio_webhook_max_body, 1024..=64 << 20)?,
+                timeout: positive("KIPPER_MINIO_WEBHOOK_TIMEOUT", self.minio_webhook_timeout, "30s")?,
             }),
             other => Err(Error::config("KIPPER_MINIO_MODE", format!("{other:?} is not poll or webhook"))),
         }

@@ -4,15 +4,20 @@
 use super::*;
 use std::collections::HashMap;
 
-fn parse(args: &[&str], vars: &[(&str, &str)]) -> Result<Config> {
+/// Parses as `main` does: a malformed value is the one line `main` prints.
+fn parse(args: &[&str], vars: &[(&str, &str)]) -> std::result::Result<Config, String> {
+    use clap::CommandFactory as _;
     let mut argv = vec!["kipper-poll"];
     argv.extend_from_slice(args);
-    let parsed = Args::try_parse_from(argv).map_err(|e| Error::config("args", e.to_string()))?;
+    let parsed = Args::try_parse_from(argv)
+        .map_err(|e| kipper_contract::command_line::one_line(&e, &Args::command()))?;
     let map: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    parsed.into_config(&move |k: &str| map.get(k).cloned())
+    parsed
+        .into_config(&move |k: &str| map.get(k).cloned())
+        .map_err(|e| e.to_string())
 }
 
 fn error(args: &[&str]) -> String {
@@ -92,7 +97,7 @@ fn every_new_setting_parses() {
         (c.admin, c.pump.poll_interval, c.function_name.as_str()),
         (None, Duration::from_millis(250), "orders")
     );
-    assert!(!c.log_json);
+    assert_eq!(c.log_format, LogFormat::Text);
 }
 
 #[test]
@@ -364,5 +369,47 @@ fn bad_redis_and_minio_settings_get_one_line_naming_the_setting() {
     for (args, expected) in cases {
         let err = error(&args);
         assert!(err.starts_with(expected), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn shared_settings_follow_the_convention_of_the_three_binaries() {
+    let c = parse(&PG, &[]).unwrap();
+    assert_eq!(c.log_format, LogFormat::Json, "json by default");
+    assert_eq!(c.pump.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(c.admin.map(|a| a.port()), Some(9091));
+    // KIPPER_SHUTDOWN_GRACE takes a bare number as seconds, as in kipper-shim and
+    // kipper-controller; the upstream durations still want a unit.
+    let c = parse(&with(&PG, &["--shutdown-grace=7"]), &[]).unwrap();
+    assert_eq!(c.pump.shutdown_grace, Duration::from_secs(7));
+    let c = parse(&with(&PG, &["--shutdown-grace=1m"]), &[]).unwrap();
+    assert_eq!(c.pump.shutdown_grace, Duration::from_secs(60));
+}
+
+#[test]
+fn malformed_numbers_and_formats_are_one_line_naming_the_variable() {
+    for (extra, expected) in [
+        (
+            "--concurrency=many",
+            "KIPPER_CONCURRENCY: invalid value 'many' for '--concurrency <CONCURRENCY>': invalid digit found in string",
+        ),
+        (
+            "--admin-port=70000",
+            "KIPPER_ADMIN_PORT: invalid value '70000' for '--admin-port <ADMIN_PORT>': 70000 is not in 0..=65535",
+        ),
+        (
+            "--log-format=xml",
+            "KIPPER_LOG_FORMAT: \"xml\" is not json or text",
+        ),
+        (
+            "--shutdown-grace=soon",
+            "KIPPER_SHUTDOWN_GRACE: \"soon\" is not a duration; write e.g. 5s, 500ms or 1m30s",
+        ),
+        (
+            "--backoff-max=3",
+            "KIPPER_BACKOFF_MAX: \"3\" lacks a unit; write e.g. 3s or 3ms",
+        ),
+    ] {
+        assert_eq!(error(&with(&PG, &[extra])), expected, "{extra}");
     }
 }

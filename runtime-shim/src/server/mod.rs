@@ -119,9 +119,9 @@ pub async fn serve(
         message = "draining",
         held = app.gate.held(),
         open = connections.open(),
-        grace_s = config.grace.as_secs_f64()
+        grace_s = config.shutdown_grace.as_secs_f64()
     );
-    if let Drained::Cut { open } = connections.drain(config.grace).await {
+    if let Drained::Cut { open } = connections.drain(config.shutdown_grace).await {
         tracing::warn!(
             message = "grace period over; closed the remaining connections",
             open
