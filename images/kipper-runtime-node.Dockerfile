@@ -10,6 +10,7 @@ COPY controller controller
 COPY bench bench
 COPY tls tls
 COPY fake-apiserver fake-apiserver
+COPY contract contract
 RUN cargo build --release --locked -p kipper-shim --bin kipper-shim \
  && strip target/release/kipper-shim
 
