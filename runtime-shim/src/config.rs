@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use kipper_contract::env;
 use kipper_contract::Trigger;
+use kipper_contract::env;
 
 use crate::{Error, Result};
 

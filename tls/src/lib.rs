@@ -52,9 +52,7 @@ pub fn s3_client(
         .http_client(s3_http_client())
         .region(Region::new(S3_REGION))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            access_key, secret_key, None, None, caller,
-        ))
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, caller))
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(config)

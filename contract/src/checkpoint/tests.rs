@@ -210,6 +210,10 @@ fn the_merge_pass_agrees_with_a_lookup_per_key_and_with_the_diff() {
             listed.iter().map(|(k, v)| (k.clone(), state(v))).collect();
         let pending = pending_changes(&quoted, Some(&cp));
         assert_eq!(pending, naive as u64, "{listed:?} vs {cp:?}");
-        assert_eq!(pending, cp.diff(&states).len() as u64, "{listed:?} vs {cp:?}");
+        assert_eq!(
+            pending,
+            cp.diff(&states).len() as u64,
+            "{listed:?} vs {cp:?}"
+        );
     }
 }
