@@ -340,7 +340,7 @@ impl Args {
         }
     }
 
-    /// Validates the arguments, reading binding variables through `env`.
+    /// Validates the arguments, reading binding variables through `vars`.
     pub fn into_config(self, vars: Env) -> Result<Config> {
         let url = self.source_url.as_deref().filter(|u| !u.is_empty());
         let prefix = |default: &str| {
