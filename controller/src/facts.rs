@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
+use kipper_contract::binding;
 use kube::ResourceExt;
 
 use crate::crd::TriggerType;
@@ -70,11 +71,12 @@ impl ServiceKind {
     /// The binding's default variable prefix (CONTRACT section 4).
     pub fn default_prefix(self) -> &'static str {
         match self {
-            ServiceKind::Postgres | ServiceKind::Mysql | ServiceKind::Mongodb => "DB_",
-            ServiceKind::Redis => "REDIS_",
+            // The three kipper-poll reads too are the contract's.
+            ServiceKind::Postgres | ServiceKind::Mysql | ServiceKind::Mongodb => binding::DB_PREFIX,
+            ServiceKind::Redis => binding::REDIS_PREFIX,
             ServiceKind::Rabbitmq => "AMQP_",
             ServiceKind::Opensearch => "OPENSEARCH_",
-            ServiceKind::Minio => "S3_",
+            ServiceKind::Minio => binding::S3_PREFIX,
         }
     }
 

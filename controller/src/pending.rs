@@ -1,96 +1,20 @@
 //! Pending changes of a minio function's bucket, for KEDA's `metrics-api` trigger.
 //!
 //! KEDA has no S3 scaler. kipper-poll keeps a checkpoint of the bucket state it has delivered
-//! (`.kipper/checkpoints/<function>.json`, shared spec in `../shared` minio-checkpoint notes):
-//! `{"version": 1, "prefix": "...", "objects": {"<key>": "<etag>"}}`. Pending changes are the
-//! keys listed now whose etag differs from or is absent in the checkpoint, plus the
-//! checkpointed keys no longer listed; with no checkpoint every listed object is pending.
-//! Everything under `.kipper/` is reserved and never counted. A count above zero wakes the
-//! function from zero replicas; at zero KEDA lets it scale down.
+//! (`.kipper/checkpoints/<function>.json`); its format and the pending count over it
+//! ([`pending_changes`]) are in [`kipper_contract::checkpoint`], beside kipper-poll's own reading
+//! of it. This module lists the bucket, reads the checkpoint and keeps counts briefly. A count
+//! above zero wakes the function from zero replicas; at zero KEDA lets it scale down.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use k8s_openapi::api::core::v1::Secret;
+use kipper_contract::checkpoint::{Checkpoint, checkpoint_key, pending_changes};
 use kube::api::Api;
-use serde::Deserialize;
 
 use crate::crd::{Function, TriggerType};
 use crate::facts::{ServiceFacts, ServiceKind, credentials_secret, keys};
 use crate::{Error, Result};
-
-/// Prefix reserved for kipper's own objects in a watched bucket.
-pub const RESERVED_PREFIX: &str = ".kipper/";
-
-/// kipper-poll's checkpoint object.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct Checkpoint {
-    /// Format version (1).
-    #[serde(default)]
-    pub version: u32,
-    /// Watched prefix, empty for the whole bucket.
-    #[serde(default)]
-    pub prefix: String,
-    /// Delivered state: key -> etag.
-    #[serde(default)]
-    pub objects: BTreeMap<String, String>,
-}
-
-/// Key of a function's checkpoint.
-pub fn checkpoint_key(function: &str) -> String {
-    format!("{RESERVED_PREFIX}checkpoints/{function}.json")
-}
-
-/// ETags come quoted from S3 listings and may be stored either way: compare them unquoted.
-fn etag(s: &str) -> &str {
-    s.trim_matches('"')
-}
-
-/// Number of changes in `listed` (key -> etag, the bucket now) not yet in `checkpoint`.
-/// Both maps are sorted, so one merge pass counts them (no lookup per key).
-pub fn pending_changes(listed: &BTreeMap<String, String>, checkpoint: Option<&Checkpoint>) -> u64 {
-    use std::cmp::Ordering;
-    let visible = |k: &String| !k.starts_with(RESERVED_PREFIX);
-    let Some(cp) = checkpoint else {
-        return listed.keys().filter(|k| visible(k)).count() as u64;
-    };
-    let mut now = listed.iter().filter(|(k, _)| visible(k)).peekable();
-    let mut then = cp.objects.iter().filter(|(k, _)| visible(k)).peekable();
-    let mut pending = 0u64;
-    loop {
-        match (now.peek(), then.peek()) {
-            (None, None) => return pending,
-            // Listed, not checkpointed: created.
-            (Some(_), None) => {
-                pending += 1;
-                now.next();
-            }
-            // Checkpointed, not listed: deleted.
-            (None, Some(_)) => {
-                pending += 1;
-                then.next();
-            }
-            (Some((k_now, tag_now)), Some((k_then, tag_then))) => match k_now.cmp(k_then) {
-                Ordering::Less => {
-                    pending += 1;
-                    now.next();
-                }
-                Ordering::Greater => {
-                    pending += 1;
-                    then.next();
-                }
-                Ordering::Equal => {
-                    // Overwritten when the etag moved.
-                    if etag(tag_now) != etag(tag_then) {
-                        pending += 1;
-                    }
-                    now.next();
-                    then.next();
-                }
-            },
-        }
-    }
-}
 
 /// Where a function's bucket is and how to log in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,23 +29,14 @@ pub struct BucketTarget {
     pub secret_key: String,
 }
 
-/// An S3 client for MinIO-style servers (path-style addressing, static credentials).
+/// An S3 client for `target` (kipper-poll builds its own with the same [`kipper_tls::s3_client`]).
 pub fn s3_client(target: &BucketTarget) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(kipper_tls::s3_http_client())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&target.endpoint)
-        .credentials_provider(Credentials::new(
-            &target.access_key,
-            &target.secret_key,
-            None,
-            None,
-            "kipper-service-binding",
-        ))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    kipper_tls::s3_client(
+        &target.endpoint,
+        &target.access_key,
+        &target.secret_key,
+        "kipper-service-binding",
+    )
 }
 
 fn s3_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -316,83 +231,6 @@ pub async fn resolve(
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn without_a_checkpoint_every_visible_object_is_pending() {
-        let listed = map(&[
-            ("a.png", "\"1\""),
-            ("b.png", "\"2\""),
-            (".kipper/checkpoints/f.json", "\"x\""),
-        ]);
-        assert_eq!(pending_changes(&listed, None), 2);
-        assert_eq!(pending_changes(&BTreeMap::new(), None), 0);
-    }
-
-    #[test]
-    fn created_overwritten_and_deleted_objects_count() {
-        let cp = Checkpoint {
-            version: 1,
-            prefix: String::new(),
-            objects: map(&[
-                ("same", "1"),
-                ("changed", "2"),
-                ("gone", "3"),
-                (".kipper/x", "9"),
-            ]),
-        };
-        let listed = map(&[("same", "\"1\""), ("changed", "\"22\""), ("new", "\"4\"")]);
-        // changed + new + gone; `.kipper/x` is reserved even when missing from the listing.
-        assert_eq!(pending_changes(&listed, Some(&cp)), 3);
-        let caught_up = map(&[("same", "\"1\""), ("changed", "\"2\""), ("gone", "\"3\"")]);
-        assert_eq!(pending_changes(&caught_up, Some(&cp)), 0);
-    }
-
-    #[test]
-    fn the_merge_pass_agrees_with_a_lookup_per_key() {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        for _ in 0..200 {
-            let mut random = || -> BTreeMap<String, String> {
-                (0..rng.random_range(0..40))
-                    .map(|_| {
-                        let dir = if rng.random_bool(0.1) { ".kipper/" } else { "" };
-                        (
-                            format!("{dir}k{}", rng.random_range(0..30)),
-                            rng.random_range(0..3).to_string(),
-                        )
-                    })
-                    .collect()
-            };
-            let listed = random();
-            let objects = random();
-            let visible = |k: &str| !k.starts_with(RESERVED_PREFIX);
-            let naive = listed
-                .iter()
-                .filter(|(k, v)| visible(k) && objects.get(*k) != Some(v))
-                .count()
-                + objects
-                    .keys()
-                    .filter(|k| visible(k) && !listed.contains_key(*k))
-                    .count();
-            let cp = Checkpoint {
-                version: 1,
-                prefix: String::new(),
-                objects,
-            };
-            assert_eq!(
-                pending_changes(&listed, Some(&cp)),
-                naive as u64,
-                "{listed:?} vs {cp:?}"
-            );
-        }
-    }
-
     #[tokio::test]
     async fn the_cache_answers_within_its_ttl_and_never_caches_errors() {
         let cache = PendingCache::new(std::time::Duration::from_secs(60));
@@ -435,15 +273,5 @@ mod tests {
             none.get_or_count("ns", "f", async { Ok(4) }).await.unwrap(),
             4
         );
-    }
-
-    #[test]
-    fn checkpoint_parses_the_shared_format() {
-        let cp: Checkpoint =
-            serde_json::from_str(r#"{"version":1,"prefix":"in/","objects":{"in/a":"\"e1\""}}"#)
-                .unwrap();
-        assert_eq!(cp.prefix, "in/");
-        assert_eq!(cp.objects["in/a"], "\"e1\"");
-        assert_eq!(checkpoint_key("thumbs"), ".kipper/checkpoints/thumbs.json");
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use http::Method;
+use kipper_contract::checkpoint::{RESERVED_PREFIX, checkpoint_key};
 use kipper_controller::metrics::Metrics;
 use kipper_controller::pending::{self, BucketTarget};
 use kipper_controller::server::{self, ServerState};
@@ -139,11 +140,11 @@ async fn checkpoint_now(client: &aws_sdk_s3::Client, bucket: &str, function: &st
     let listed = pending::list_bucket(client, bucket, "").await.unwrap();
     let objects: serde_json::Map<String, serde_json::Value> = listed
         .into_iter()
-        .filter(|(k, _)| !k.starts_with(".kipper/"))
+        .filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
         .map(|(k, v)| (k, json!(v)))
         .collect();
     let body = json!({"version": 1, "prefix": "", "objects": objects}).to_string();
-    put(client, bucket, &pending::checkpoint_key(function), &body).await;
+    put(client, bucket, &checkpoint_key(function), &body).await;
 }
 
 #[tokio::test]
@@ -185,13 +186,7 @@ async fn pending_changes_follow_the_bucket_and_the_checkpoint() {
     assert_eq!(pending::count_pending(&t, "other-fn").await.unwrap(), 1200);
 
     // A corrupt checkpoint is an error, not a silent zero.
-    put(
-        &client,
-        "uploads",
-        &pending::checkpoint_key("broken"),
-        "not json",
-    )
-    .await;
+    put(&client, "uploads", &checkpoint_key("broken"), "not json").await;
     let e = pending::count_pending(&t, "broken")
         .await
         .unwrap_err()

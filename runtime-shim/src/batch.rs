@@ -7,6 +7,8 @@
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kipper_contract::Trigger;
+
 use crate::config::Config;
 use crate::pool::{self, worker};
 use crate::protocol::{BodyKind, FLAG_BATCH, FLAG_EVENT, Invoke};
@@ -15,7 +17,7 @@ use crate::{ExitCode, Result};
 /// The event a batch invocation receives.
 pub fn event(trigger: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> String {
     serde_json::json!({
-        "type": trigger.unwrap_or("cron"),
+        "type": trigger.unwrap_or(Trigger::Cron.as_str()),
         "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
     .to_string()
@@ -41,7 +43,7 @@ fn load_failed(why: &dyn std::fmt::Display) -> ExitCode {
 pub async fn run(mut config: Config) -> Result<ExitCode> {
     // A cron run's event trigger is the schedule unless said otherwise.
     if config.trigger.is_none() {
-        config.trigger = Some("cron".into());
+        config.trigger = Some(Trigger::Cron.as_str().into());
     }
     let spec = match pool::prepare(&config).await {
         Ok(spec) => spec,

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use kipper_contract::Trigger;
+use kipper_contract::env;
 use kipper_contract::{LogFormat, parse_duration_or_seconds};
 
 use crate::{Error, Result};
@@ -28,11 +30,11 @@ pub struct Args {
     pub function_path: Option<PathBuf>,
 
     /// `node` or `python`; inferred from the handler's extension when unset.
-    #[arg(long, env = "KIPPER_RUNTIME")]
+    #[arg(long, env = env::RUNTIME)]
     pub runtime: Option<String>,
 
     /// Listen port of the function.
-    #[arg(long, env = "PORT", default_value_t = 8080)]
+    #[arg(long, env = env::PORT, default_value_t = 8080)]
     pub port: u16,
 
     /// Listen address of both ports.
@@ -46,11 +48,11 @@ pub struct Args {
 
     /// `http` (serve), `batch` (invoke once, print, exit) or `install` (install the
     /// dependencies into `KIPPER_DEPS_CACHE` and exit: the pod's init step).
-    #[arg(long, env = "KIPPER_MODE", default_value = "http")]
+    #[arg(long, env = env::MODE, default_value = env::mode::HTTP)]
     pub mode: String,
 
     /// Trigger type, passed to the handler as `context.trigger` of `/event` and in batch events.
-    #[arg(long, env = "KIPPER_TRIGGER")]
+    #[arg(long, env = env::TRIGGER)]
     pub trigger: Option<String>,
 
     /// Number of language worker processes; defaults to the CPUs available.
@@ -88,7 +90,7 @@ pub struct Args {
     pub work_dir: Option<PathBuf>,
 
     /// Mounted cache of installed dependencies, keyed by the manifest's content hash.
-    #[arg(long, env = "KIPPER_DEPS_CACHE")]
+    #[arg(long, env = env::DEPS_CACHE)]
     pub deps_cache: Option<PathBuf>,
 
     /// Node executable.
@@ -195,10 +197,6 @@ pub struct Config {
 /// The `setting` of a configuration error clap reports, which may name any flag.
 pub const COMMAND_LINE: &str = "command line";
 
-const TRIGGERS: &[&str] = &[
-    "http", "cron", "test", "postgres", "mysql", "redis", "minio", "rabbitmq",
-];
-
 /// The default drain of `KIPPER_SHUTDOWN_GRACE`: within the pod's 30 s termination grace.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
@@ -286,9 +284,9 @@ impl Args {
             (None, _) => (PathBuf::from("/app/function/index.js"), Runtime::Node),
         };
         let mode = match self.mode.as_str() {
-            "http" | "" => Mode::Http,
-            "batch" => Mode::Batch,
-            "install" => Mode::Install,
+            env::mode::HTTP | "" => Mode::Http,
+            env::mode::BATCH => Mode::Batch,
+            env::mode::INSTALL => Mode::Install,
             other => {
                 return Err(Error::config(
                     "KIPPER_MODE",
@@ -300,13 +298,14 @@ impl Args {
         };
         let trigger = self.trigger.filter(|t| !t.is_empty());
         if let Some(t) = &trigger
-            && !TRIGGERS.contains(&t.as_str())
+            && t.parse::<Trigger>().is_err()
         {
+            let names: Vec<&str> = Trigger::ALL.into_iter().map(Trigger::as_str).collect();
             return Err(Error::config(
                 "KIPPER_TRIGGER",
                 format!(
                     "KIPPER_TRIGGER={t} is not supported; use one of {}",
-                    TRIGGERS.join(", ")
+                    names.join(", ")
                 ),
             ));
         }

@@ -11,6 +11,9 @@
 //! Why ring: it builds from crates.io with a C compiler only (aws-lc-rs needs cmake or a long
 //! C build and doubles the TLS code in every binary), kube-rs supports it directly, and none of
 //! our TLS peers (the Kubernetes API server, S3/MinIO, Redis) needs a cipher only aws-lc-rs has.
+//!
+//! With the `s3` feature, [`s3_client`] is the one way both kipper-poll and kipper-controller
+//! build an S3 client for a watched bucket, so they address a server the same way.
 
 /// Installs ring as the process-wide rustls crypto provider. Idempotent; call it before any
 /// TLS client is built.
@@ -26,6 +29,33 @@ pub fn s3_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClien
     aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https()
+}
+
+/// The signing region of [`s3_client`]: S3-compatible servers accept any, and AWS buckets in
+/// other regions redirect.
+#[cfg(feature = "s3")]
+pub const S3_REGION: &str = "us-east-1";
+
+/// An S3 client for MinIO-style servers at `endpoint` (`http://host:port`): path-style
+/// addressing, static credentials, [`S3_REGION`], the HTTPS client of [`s3_http_client`].
+/// `caller` names the credentials' provider in the SDK's logs. Opens no connection yet.
+#[cfg(feature = "s3")]
+pub fn s3_client(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    caller: &'static str,
+) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(s3_http_client())
+        .region(Region::new(S3_REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, caller))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use kipper_bench::report::Table;
+use kipper_contract::checkpoint::{Checkpoint, pending_changes};
 use kipper_controller::crd::{
     Function, FunctionSpec, Runtime, ServiceBinding, Source, Trigger, TriggerType,
 };
 use kipper_controller::facts::{ServiceCatalog, ServiceFacts, ServiceKind};
-use kipper_controller::pending::{Checkpoint, pending_changes};
 use kipper_controller::render::{RenderSettings, render};
 
 fn per_op(iterations: u32, mut f: impl FnMut()) -> Duration {

@@ -7,10 +7,10 @@ use anyhow::Context as _;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use futures::StreamExt as _;
+use kipper_contract::checkpoint::{Checkpoint, checkpoint_key};
 use kipper_poll::config::S3Config;
 use kipper_poll::source::s3::S3Source;
 use kipper_poll::source::s3::bucket::Bucket;
-use kipper_poll::source::s3::checkpoint::{Checkpoint, checkpoint_key};
 
 use super::{Workload, ceiling};
 

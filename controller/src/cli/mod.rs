@@ -15,6 +15,7 @@ use std::io::Write;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::crd::TriggerType;
 use crate::{Error, Result};
 
 pub use create::{build_spec, dependency, volume};
@@ -80,8 +81,9 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Trigger names of `--trigger`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Trigger names of `--trigger`: the Function trigger types the CLI creates. Spelled by
+/// [`TriggerType::as_str`] (the contract's names), not by clap from the variant names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TriggerArg {
     /// HTTP requests (default).
     Http,
@@ -95,6 +97,45 @@ pub enum TriggerArg {
     Redis,
     /// A MinIO bucket.
     Minio,
+}
+
+impl TriggerArg {
+    /// The trigger type this flag value creates.
+    pub fn trigger_type(self) -> TriggerType {
+        match self {
+            TriggerArg::Http => TriggerType::Http,
+            TriggerArg::Cron => TriggerType::Cron,
+            TriggerArg::Postgres => TriggerType::Postgres,
+            TriggerArg::Mysql => TriggerType::Mysql,
+            TriggerArg::Redis => TriggerType::Redis,
+            TriggerArg::Minio => TriggerType::Minio,
+        }
+    }
+}
+
+impl ValueEnum for TriggerArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            TriggerArg::Http,
+            TriggerArg::Cron,
+            TriggerArg::Postgres,
+            TriggerArg::Mysql,
+            TriggerArg::Redis,
+            TriggerArg::Minio,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            TriggerArg::Http => "HTTP requests (default)",
+            TriggerArg::Cron => "A schedule",
+            TriggerArg::Postgres => "A PostgreSQL query",
+            TriggerArg::Mysql => "A MySQL query",
+            TriggerArg::Redis => "A Redis list",
+            TriggerArg::Minio => "A MinIO bucket",
+        };
+        Some(clap::builder::PossibleValue::new(self.trigger_type().as_str()).help(help))
+    }
 }
 
 /// Runtimes of `--runtime`.

@@ -221,7 +221,8 @@ impl Trigger {
     }
 }
 
-/// Trigger types of the upstream schema.
+/// Trigger types of the upstream schema: the subset of [`kipper_contract::Trigger`] a Function
+/// may name (never `test`). The serde names are the contract's (a test checks every one).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TriggerType {
@@ -244,23 +245,27 @@ pub enum TriggerType {
 impl TriggerType {
     /// Lowercase name, as in labels and `KIPPER_TRIGGER`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            TriggerType::Http => "http",
-            TriggerType::Cron => "cron",
-            TriggerType::Minio => "minio",
-            TriggerType::Postgres => "postgres",
-            TriggerType::Redis => "redis",
-            TriggerType::Mysql => "mysql",
-            TriggerType::Rabbitmq => "rabbitmq",
-        }
+        kipper_contract::Trigger::from(self).as_str()
     }
 
     /// Triggers served by the kipper-poll sidecar.
     pub fn is_event(self) -> bool {
-        matches!(
-            self,
-            TriggerType::Minio | TriggerType::Postgres | TriggerType::Redis | TriggerType::Mysql
-        )
+        kipper_contract::Trigger::from(self).is_event()
+    }
+}
+
+impl From<TriggerType> for kipper_contract::Trigger {
+    fn from(t: TriggerType) -> Self {
+        use kipper_contract::Trigger;
+        match t {
+            TriggerType::Http => Trigger::Http,
+            TriggerType::Cron => Trigger::Cron,
+            TriggerType::Minio => Trigger::Minio,
+            TriggerType::Postgres => Trigger::Postgres,
+            TriggerType::Redis => Trigger::Redis,
+            TriggerType::Mysql => Trigger::Mysql,
+            TriggerType::Rabbitmq => Trigger::Rabbitmq,
+        }
     }
 }
 
@@ -402,5 +407,23 @@ mod tests {
         assert_eq!(s.port, 8080);
         assert_eq!(s.runtime, Runtime::Node);
         assert_eq!(s.effective_triggers()[0].kind, TriggerType::Http);
+    }
+
+    /// The serde names come from the derive, the contract names from `kipper-contract`: every
+    /// type the CRD schema allows must be spelled the same in both, and `test` is never one.
+    #[test]
+    fn trigger_types_are_spelled_as_the_contract_says() {
+        use kube::CustomResourceExt as _;
+        let crd = serde_json::to_value(Function::crd()).unwrap();
+        let allowed = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["triggers"]["items"]["properties"]["type"]["enum"];
+        let allowed = allowed.as_array().expect("the trigger type is an enum");
+        assert!(!allowed.is_empty(), "{crd}");
+        for name in allowed {
+            let kind: TriggerType = serde_json::from_value(name.clone()).unwrap();
+            assert_eq!(kind.as_str(), name.as_str().unwrap());
+            assert_eq!(serde_json::to_value(kind).unwrap(), *name);
+        }
+        assert!(!allowed.contains(&serde_json::json!("test")));
     }
 }

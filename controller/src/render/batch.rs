@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kipper_contract::Trigger as TriggerName;
 use kube::{Resource, ResourceExt};
 
 use super::pod::batch_pod;
@@ -17,9 +18,9 @@ pub const TEST_JOB_TTL: i32 = 600;
 /// CronJob `<fn>-cron`. Runs are not retried (`backoffLimit: 0`): a handler that is not safe
 /// to run twice must not be re-run behind the user's back; the next schedule runs it again.
 pub(crate) fn cron_job(ctx: &Ctx<'_>, trigger: &Trigger, problems: &mut Vec<Problem>) -> CronJob {
-    let template = batch_pod(ctx, "cron", "cron", problems);
+    let template = batch_pod(ctx, TriggerName::Cron, problems);
     CronJob {
-        metadata: ctx.meta(format!("{}-cron", ctx.name), "cron"),
+        metadata: ctx.meta(format!("{}-cron", ctx.name), TriggerName::Cron.as_str()),
         spec: CronJobSpec {
             schedule: trigger.schedule.clone().unwrap_or_default(),
             time_zone: Some("Etc/UTC".to_owned()),
@@ -28,7 +29,7 @@ pub(crate) fn cron_job(ctx: &Ctx<'_>, trigger: &Trigger, problems: &mut Vec<Prob
             failed_jobs_history_limit: Some(3),
             job_template: JobTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(ctx.labels("cron")),
+                    labels: Some(ctx.labels(TriggerName::Cron.as_str())),
                     ..Default::default()
                 }),
                 spec: Some(JobSpec {
@@ -66,7 +67,7 @@ pub fn test_job(
         settings,
     };
     let mut problems = Vec::new();
-    let template = batch_pod(&ctx, "test", "test", &mut problems);
+    let template = batch_pod(&ctx, TriggerName::Test, &mut problems);
     if let Some(p) = problems.first() {
         return Err(crate::Error::Render {
             part: "test Job",
@@ -74,7 +75,7 @@ pub fn test_job(
         });
     }
     Ok(Job {
-        metadata: ctx.meta(format!("{name}-test-{suffix}"), "test"),
+        metadata: ctx.meta(format!("{name}-test-{suffix}"), TriggerName::Test.as_str()),
         spec: Some(JobSpec {
             backoff_limit: Some(0),
             ttl_seconds_after_finished: Some(TEST_JOB_TTL),
@@ -102,15 +103,18 @@ pub fn test_job_from_cron(function: &Function, cron: &CronJob, suffix: &str) -> 
     if let Some(pod) = template.spec.as_mut() {
         for c in &mut pod.containers {
             for e in c.env.iter_mut().flatten() {
-                if e.name == "KIPPER_TRIGGER" {
-                    e.value = Some("test".to_owned());
+                if e.name == kipper_contract::env::TRIGGER {
+                    e.value = Some(TriggerName::Test.as_str().to_owned());
                 }
             }
         }
     }
     let labels = |m: &mut Option<std::collections::BTreeMap<String, String>>| {
         if let Some(l) = m.as_mut() {
-            l.insert("kipper.run/trigger".to_owned(), "test".to_owned());
+            l.insert(
+                "kipper.run/trigger".to_owned(),
+                TriggerName::Test.as_str().to_owned(),
+            );
         }
     };
     if let Some(meta) = template.metadata.as_mut() {

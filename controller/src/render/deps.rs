@@ -25,6 +25,7 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaimVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kipper_contract::env as var;
 
 use super::env::env;
 use super::{Ctx, code};
@@ -135,9 +136,9 @@ pub(crate) fn install_container(ctx: &Ctx<'_>, image: String) -> Container {
         name: DEPS_CONTAINER.to_owned(),
         image: Some(image),
         env: Some(vec![
-            env("KIPPER_MODE", "install"),
-            env("KIPPER_RUNTIME", spec.runtime.as_str()),
-            env("KIPPER_DEPS_CACHE", DEPS_CACHE_PATH),
+            env(var::MODE, var::mode::INSTALL),
+            env(var::RUNTIME, spec.runtime.as_str()),
+            env(var::DEPS_CACHE, DEPS_CACHE_PATH),
         ]),
         volume_mounts: Some(vec![code_mount(), cache_mount()]),
         resources: Some(super::pod::resources(

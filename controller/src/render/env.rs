@@ -3,6 +3,7 @@
 //! references to the service's Secret, never plain values.
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use kipper_contract::binding::{self, ENDPOINT, HOST, NAME, PASSWORD, PORT, USER, USERNAME};
 
 use super::{Ctx, Problem, condition};
 use crate::crd::default_database_name;
@@ -52,38 +53,38 @@ pub(crate) fn binding_env(
     prefix: &str,
     database: Option<&Database>,
 ) -> Vec<EnvVar> {
-    let p = |key: &str| format!("{prefix}{key}");
+    let p = |key: &str| binding::var(prefix, key);
     let mut vars = vec![
-        env(&p("HOST"), facts.host.clone()),
-        env(&p("PORT"), facts.port.to_string()),
+        env(&p(HOST), facts.host.clone()),
+        env(&p(PORT), facts.port.to_string()),
     ];
     if facts.kind == ServiceKind::Minio {
         vars.push(env(
-            &p("ENDPOINT"),
+            &p(ENDPOINT),
             format!("http://{}:{}", facts.host, facts.port),
         ));
     }
     if facts.kind.has_username() {
         vars.push(secret_env(
-            &p("USERNAME"),
+            &p(USERNAME),
             &facts.secret,
             keys::USERNAME,
             false,
         ));
-        vars.push(secret_env(&p("USER"), &facts.secret, keys::USERNAME, false));
+        vars.push(secret_env(&p(USER), &facts.secret, keys::USERNAME, false));
     }
     // Redis may run without AUTH, so its password key is optional.
     let optional = facts.kind == ServiceKind::Redis;
     vars.push(secret_env(
-        &p("PASSWORD"),
+        &p(PASSWORD),
         &facts.secret,
         keys::PASSWORD,
         optional,
     ));
     match database {
-        Some(Database::Named(name)) => vars.push(env(&p("NAME"), name.clone())),
+        Some(Database::Named(name)) => vars.push(env(&p(NAME), name.clone())),
         Some(Database::FromSecret) => {
-            vars.push(secret_env(&p("NAME"), &facts.secret, keys::DATABASE, false));
+            vars.push(secret_env(&p(NAME), &facts.secret, keys::DATABASE, false));
         }
         None => {}
     }

@@ -14,6 +14,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use kipper_contract::Trigger as TriggerName;
+use kipper_contract::env as var;
+
 use super::env::{binding_env, bindings_env, env, source_database};
 use super::{Ctx, Problem, code, condition, deps};
 use crate::crd::{FunctionSpec, Runtime, Trigger, TriggerType};
@@ -141,8 +144,8 @@ impl Health {
 pub(crate) enum Mode<'t> {
     /// Serves HTTP (`KIPPER_MODE=http`) for this trigger.
     Serve(&'t Trigger),
-    /// Runs once (`KIPPER_MODE=batch`) with `KIPPER_TRIGGER` set to this value.
-    Batch(&'static str),
+    /// Runs once (`KIPPER_MODE=batch`) with `KIPPER_TRIGGER` set to this trigger.
+    Batch(TriggerName),
 }
 
 /// The runtime container.
@@ -157,17 +160,17 @@ pub(crate) fn runtime_container(
         _ => ctx.settings.node_image.clone(),
     });
     let (kipper_mode, trigger) = match mode {
-        Mode::Serve(t) => ("http", t.kind.as_str()),
-        Mode::Batch(t) => ("batch", *t),
+        Mode::Serve(t) => (var::mode::HTTP, t.kind.as_str()),
+        Mode::Batch(t) => (var::mode::BATCH, t.as_str()),
     };
     let mut vars = vec![
-        env("PORT", spec.port.to_string()),
-        env("KIPPER_MODE", kipper_mode),
-        env("KIPPER_TRIGGER", trigger),
+        env(var::PORT, spec.port.to_string()),
+        env(var::MODE, kipper_mode),
+        env(var::TRIGGER, trigger),
     ];
     // Only inline code runs on our runtime images; a user image decides for itself.
     if spec.image.is_none() && spec.runtime.handler_file().is_some() {
-        vars.push(env("KIPPER_RUNTIME", spec.runtime.as_str()));
+        vars.push(env(var::RUNTIME, spec.runtime.as_str()));
     }
     vars.extend(spec.env.iter().map(|(k, v)| env(k, v.clone())));
     vars.extend(bindings_env(ctx, problems));
@@ -179,7 +182,7 @@ pub(crate) fn runtime_container(
     if deps::declared(spec) {
         // The init step installed into the cache; the shim finds it there and installs
         // nothing (it would install itself only if the cache lost it meanwhile).
-        vars.push(env("KIPPER_DEPS_CACHE", deps::DEPS_CACHE_PATH));
+        vars.push(env(var::DEPS_CACHE, deps::DEPS_CACHE_PATH));
         mounts.push(deps::cache_mount());
     }
     for v in &spec.volumes {
@@ -262,19 +265,16 @@ fn poll_sidecar(
     }
     let port = ctx.function.spec.port;
     let mut vars = vec![
-        env("KIPPER_TRIGGER", trigger.kind.as_str()),
-        env(
-            "KIPPER_TARGET_URL",
-            format!("http://localhost:{port}/event"),
-        ),
-        env("KIPPER_FUNCTION_NAME", ctx.name.clone()),
+        env(var::TRIGGER, trigger.kind.as_str()),
+        env(var::TARGET_URL, format!("http://localhost:{port}/event")),
+        env(var::FUNCTION_NAME, ctx.name.clone()),
     ];
     // The sidecar claims nothing until the handler says it can serve, so no event is taken
     // (and held) while the handler starts or after it failed to load. Without a ready URL it
     // checks that the port accepts connections, which a custom image only serving
     // POST /event passes.
     if let Some(url) = Health::of(&ctx.function.spec).ready_url(port) {
-        vars.push(env("KIPPER_TARGET_READY_URL", url));
+        vars.push(env(var::TARGET_READY_URL, url));
     }
     let mut setting = |key: &str, var: &str| {
         if let Some(v) = trigger.get(key) {
@@ -283,11 +283,11 @@ fn poll_sidecar(
     };
     match trigger.kind {
         TriggerType::Postgres | TriggerType::Mysql => {
-            setting("query", "KIPPER_QUERY");
-            setting("markDone", "KIPPER_MARK_DONE");
+            setting("query", var::QUERY);
+            setting("markDone", var::MARK_DONE);
         }
-        TriggerType::Redis => setting("list", "KIPPER_REDIS_LIST"),
-        TriggerType::Minio => setting("bucket", "KIPPER_MINIO_BUCKET"),
+        TriggerType::Redis => setting("list", var::REDIS_LIST),
+        TriggerType::Minio => setting("bucket", var::MINIO_BUCKET),
         _ => {}
     }
     // The sidecar always reads the type's default prefix: its env is its own, so a custom
@@ -414,17 +414,16 @@ pub(crate) fn serving_pod(
 /// A batch pod template (CronJob, test Job).
 pub(crate) fn batch_pod(
     ctx: &Ctx<'_>,
-    trigger_env: &'static str,
-    label: &str,
+    trigger: TriggerName,
     problems: &mut Vec<Problem>,
 ) -> PodTemplateSpec {
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(ctx.labels(label)),
+            labels: Some(ctx.labels(trigger.as_str())),
             annotations: template_annotations(ctx),
             ..Default::default()
         }),
-        spec: Some(pod_spec(ctx, &Mode::Batch(trigger_env), None, problems)),
+        spec: Some(pod_spec(ctx, &Mode::Batch(trigger), None, problems)),
     }
 }
 

@@ -4,6 +4,9 @@
 //! URL leaves out. That lets a password come from a Secret-backed binding
 //! variable while the URL in the plain env carries none.
 
+use kipper_contract::binding::{
+    ACCESS_KEY, ENDPOINT, HOST, NAME, PASSWORD, PORT, SECRET_KEY, USER, USERNAME,
+};
 use url::Url;
 
 use super::Secret;
@@ -90,11 +93,11 @@ fn decoded(text: &str) -> String {
 }
 
 fn binding(env: Env, prefix: &str, key: &str) -> Option<String> {
-    env(&format!("{prefix}{key}")).filter(|v| !v.is_empty())
+    env(&kipper_contract::binding::var(prefix, key)).filter(|v| !v.is_empty())
 }
 
 fn port(env: Env, prefix: &str, default: u16) -> Result<u16> {
-    match binding(env, prefix, "PORT") {
+    match binding(env, prefix, PORT) {
         None => Ok(default),
         Some(p) => p.parse().map_err(|_| {
             // The setting name is dynamic (prefix); name the usual one and say which.
@@ -118,7 +121,7 @@ pub fn sql(
     let host = from_url
         .as_ref()
         .and_then(|u| u.host_str().map(str::to_string))
-        .or_else(|| binding(env, prefix, "HOST"))
+        .or_else(|| binding(env, prefix, HOST))
         .ok_or_else(|| {
             Error::config(
                 URL,
@@ -135,8 +138,8 @@ pub fn sql(
         .as_ref()
         .map(|u| decoded(u.username()))
         .filter(|u| !u.is_empty())
-        .or_else(|| binding(env, prefix, "USERNAME"))
-        .or_else(|| binding(env, prefix, "USER"))
+        .or_else(|| binding(env, prefix, USERNAME))
+        .or_else(|| binding(env, prefix, USER))
         .unwrap_or_else(|| {
             if schemes[0] == "mysql" {
                 "root".into()
@@ -147,13 +150,13 @@ pub fn sql(
     let password = from_url
         .as_ref()
         .and_then(|u| u.password().map(decoded))
-        .or_else(|| binding(env, prefix, "PASSWORD"))
+        .or_else(|| binding(env, prefix, PASSWORD))
         .unwrap_or_default();
     let database = from_url
         .as_ref()
         .map(|u| decoded(u.path().trim_start_matches('/')))
         .filter(|d| !d.is_empty())
-        .or_else(|| binding(env, prefix, "NAME"))
+        .or_else(|| binding(env, prefix, NAME))
         .unwrap_or_else(|| user.clone());
     let params = from_url
         .as_ref()
@@ -181,7 +184,7 @@ pub fn redis(env: Env, url: Option<&str>, prefix: &str) -> Result<RedisConnectio
     let host = from_url
         .as_ref()
         .and_then(|u| u.host_str().map(str::to_string))
-        .or_else(|| binding(env, prefix, "HOST"))
+        .or_else(|| binding(env, prefix, HOST))
         .ok_or_else(|| {
             Error::config(
                 URL,
@@ -199,7 +202,7 @@ pub fn redis(env: Env, url: Option<&str>, prefix: &str) -> Result<RedisConnectio
     let password = from_url
         .as_ref()
         .and_then(|u| u.password().map(decoded))
-        .or_else(|| binding(env, prefix, "PASSWORD"))
+        .or_else(|| binding(env, prefix, PASSWORD))
         .map(Secret::new);
     let db = match from_url
         .as_ref()
@@ -236,11 +239,11 @@ pub fn s3(env: Env, url: Option<&str>, prefix: &str) -> Result<S3Connection> {
                 None => format!("{}://{host}", u.scheme()),
             }
         }
-        None => match binding(env, prefix, "ENDPOINT") {
+        None => match binding(env, prefix, ENDPOINT) {
             Some(e) if e.contains("://") => e,
             Some(e) => format!("http://{e}"),
             None => {
-                let host = binding(env, prefix, "HOST").ok_or_else(|| {
+                let host = binding(env, prefix, HOST).ok_or_else(|| {
                     Error::config(URL, format!("no S3 endpoint; set KIPPER_SOURCE_URL or {prefix}ENDPOINT / {prefix}HOST"))
                 })?;
                 format!("http://{host}:{}", port(env, prefix, 9000)?)
@@ -251,14 +254,14 @@ pub fn s3(env: Env, url: Option<&str>, prefix: &str) -> Result<S3Connection> {
         .as_ref()
         .map(|u| decoded(u.username()))
         .filter(|u| !u.is_empty())
-        .or_else(|| binding(env, prefix, "ACCESS_KEY"))
-        .or_else(|| binding(env, prefix, "USERNAME"))
+        .or_else(|| binding(env, prefix, ACCESS_KEY))
+        .or_else(|| binding(env, prefix, USERNAME))
         .unwrap_or_default();
     let secret_key = from_url
         .as_ref()
         .and_then(|u| u.password().map(decoded))
-        .or_else(|| binding(env, prefix, "SECRET_KEY"))
-        .or_else(|| binding(env, prefix, "PASSWORD"))
+        .or_else(|| binding(env, prefix, SECRET_KEY))
+        .or_else(|| binding(env, prefix, PASSWORD))
         .unwrap_or_default();
     Ok(S3Connection {
         endpoint,

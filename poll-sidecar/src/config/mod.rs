@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kipper_contract::{LogFormat, parse_duration, parse_duration_or_seconds};
+use kipper_contract::{Trigger, binding, env};
 
 pub use connection::{Env, RedisConnection, S3Connection, SqlConnection};
 pub use secret::Secret;
@@ -35,12 +36,12 @@ use crate::{Error, Result};
 )]
 pub struct Args {
     /// Event source: postgres, mysql, redis or minio.
-    #[arg(long, env = "KIPPER_TRIGGER")]
+    #[arg(long, env = env::TRIGGER)]
     pub trigger: Option<String>,
     /// Where events are POSTed.
     #[arg(
         long,
-        env = "KIPPER_TARGET_URL",
+        env = env::TARGET_URL,
         default_value = "http://localhost:8080/event"
     )]
     pub target_url: String,
@@ -51,19 +52,19 @@ pub struct Args {
     #[arg(long, env = "KIPPER_BINDING_PREFIX")]
     pub binding_prefix: Option<String>,
     /// SQL triggers: the polling SELECT.
-    #[arg(long, env = "KIPPER_QUERY")]
+    #[arg(long, env = env::QUERY)]
     pub query: Option<String>,
     /// SQL triggers: statement run after a 2xx, with {{column}} placeholders.
-    #[arg(long, env = "KIPPER_MARK_DONE")]
+    #[arg(long, env = env::MARK_DONE)]
     pub mark_done: Option<String>,
     /// SQL triggers: statement run when a row is dead-lettered, with {{column}} placeholders.
     #[arg(long, env = "KIPPER_MARK_FAILED")]
     pub mark_failed: Option<String>,
     /// Redis trigger: the list used as a queue.
-    #[arg(long, env = "KIPPER_REDIS_LIST")]
+    #[arg(long, env = env::REDIS_LIST)]
     pub redis_list: Option<String>,
     /// MinIO trigger: the bucket to watch.
-    #[arg(long, env = "KIPPER_MINIO_BUCKET")]
+    #[arg(long, env = env::MINIO_BUCKET)]
     pub minio_bucket: Option<String>,
     /// MinIO trigger: port of the webhook receiver.
     #[arg(long, env = "KIPPER_MINIO_WEBHOOK_PORT", default_value_t = 9090)]
@@ -103,7 +104,7 @@ pub struct Args {
     #[arg(long, env = "KIPPER_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub poll_interval: Duration,
     /// Name of the function, for checkpoints and logs.
-    #[arg(long, env = "KIPPER_FUNCTION_NAME", default_value = "default")]
+    #[arg(long, env = env::FUNCTION_NAME, default_value = "default")]
     pub function_name: String,
     /// Deliveries in flight at once.
     #[arg(long, env = "KIPPER_CONCURRENCY", default_value_t = 64)]
@@ -124,7 +125,7 @@ pub struct Args {
     #[arg(long, env = "KIPPER_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration)]
     pub backoff_max: Duration,
     /// Optional readiness URL of the target probed before claiming (default: a TCP connect).
-    #[arg(long, env = "KIPPER_TARGET_READY_URL")]
+    #[arg(long, env = env::TARGET_READY_URL)]
     pub target_ready_url: Option<String>,
     /// Port of /metrics, /healthz and /readyz; 0 disables it.
     #[arg(long, env = "KIPPER_ADMIN_PORT", default_value_t = 9091)]
@@ -331,27 +332,57 @@ impl Args {
         kipper_contract::command_line::parse_or_one_line()
     }
 
-    /// Validates the arguments, reading binding variables through `env`.
-    pub fn into_config(self, env: Env) -> Result<Config> {
-        let trigger = self.trigger.clone().unwrap_or_default();
+    /// Validates the arguments, reading binding variables through `vars`.
+    pub fn into_config(self, vars: Env) -> Result<Config> {
         let url = self.source_url.as_deref().filter(|u| !u.is_empty());
         let prefix = |default: &str| {
             self.binding_prefix
                 .clone()
                 .unwrap_or_else(|| default.to_string())
         };
-        let mut source = match trigger.as_str() {
-            "postgres" | "postgresql" => SourceConfig::Postgres(self.sql(
-                connection::sql(env, url, &prefix("DB_"), &["postgres", "postgresql"], 5432)?,
+        let unknown = |name: &str| {
+            Error::config(
+                env::TRIGGER,
+                format!("unknown trigger {name:?}; use postgres, mysql, redis or minio"),
+            )
+        };
+        let trigger = match self.trigger.as_deref().unwrap_or_default() {
+            "" => {
+                return Err(Error::config(
+                    env::TRIGGER,
+                    "required; set it to postgres, mysql, redis or minio",
+                ));
+            }
+            // Aliases kipper-poll has always accepted; the controller renders the plain names.
+            "postgresql" => Trigger::Postgres,
+            "mariadb" => Trigger::Mysql,
+            "s3" => Trigger::Minio,
+            name => name.parse().map_err(|_| unknown(name))?,
+        };
+        let mut source = match trigger {
+            Trigger::Postgres => SourceConfig::Postgres(self.sql(
+                connection::sql(
+                    vars,
+                    url,
+                    &prefix(binding::DB_PREFIX),
+                    &["postgres", "postgresql"],
+                    5432,
+                )?,
                 Dialect::Postgres,
             )?),
-            "mysql" | "mariadb" => SourceConfig::Mysql(self.sql(
-                connection::sql(env, url, &prefix("DB_"), &["mysql", "mariadb"], 3306)?,
+            Trigger::Mysql => SourceConfig::Mysql(self.sql(
+                connection::sql(
+                    vars,
+                    url,
+                    &prefix(binding::DB_PREFIX),
+                    &["mysql", "mariadb"],
+                    3306,
+                )?,
                 Dialect::Mysql,
             )?),
-            "redis" => SourceConfig::Redis(RedisConfig {
-                connection: connection::redis(env, url, &prefix("REDIS_"))?,
-                list: required("KIPPER_REDIS_LIST", self.redis_list.clone(), "jobs")?,
+            Trigger::Redis => SourceConfig::Redis(RedisConfig {
+                connection: connection::redis(vars, url, &prefix(binding::REDIS_PREFIX))?,
+                list: required(env::REDIS_LIST, self.redis_list.clone(), "jobs")?,
                 dead_list: self
                     .redis_dead_list
                     .clone()
@@ -359,9 +390,9 @@ impl Args {
                 lease: positive("KIPPER_REDIS_LEASE", self.redis_lease, "15s")?,
                 consumer: self.redis_consumer.clone().filter(|c| !c.trim().is_empty()),
             }),
-            "minio" | "s3" => SourceConfig::S3(S3Config {
+            Trigger::Minio => SourceConfig::S3(S3Config {
                 connection: match (
-                    connection::s3(env, url, &prefix("S3_")),
+                    connection::s3(vars, url, &prefix(binding::S3_PREFIX)),
                     self.minio_mode.as_str(),
                 ) {
                     (Ok(connection), _) => connection,
@@ -369,7 +400,7 @@ impl Args {
                     (Err(_), "webhook") => S3Connection::default(),
                     (Err(error), _) => return Err(error),
                 },
-                bucket: required("KIPPER_MINIO_BUCKET", self.minio_bucket.clone(), "uploads")?,
+                bucket: required(env::MINIO_BUCKET, self.minio_bucket.clone(), "uploads")?,
                 webhook_port: within(
                     "KIPPER_MINIO_WEBHOOK_PORT",
                     self.minio_webhook_port,
@@ -378,25 +409,17 @@ impl Args {
                 consumer: self.function_name.clone(),
                 mode: self.s3_mode()?,
             }),
-            "" => {
-                return Err(Error::config(
-                    "KIPPER_TRIGGER",
-                    "required; set it to postgres, mysql, redis or minio",
-                ));
-            }
-            other => {
-                return Err(Error::config(
-                    "KIPPER_TRIGGER",
-                    format!("unknown trigger {other:?}; use postgres, mysql, redis or minio"),
-                ));
+            // Not served by kipper-poll. Listed, not `_`, so a new trigger is a decision here.
+            Trigger::Http | Trigger::Cron | Trigger::Test | Trigger::Rabbitmq => {
+                return Err(unknown(trigger.as_str()));
             }
         };
         let delivery = DeliveryConfig {
-            target: uri("KIPPER_TARGET_URL", &self.target_url)?,
+            target: uri(env::TARGET_URL, &self.target_url)?,
             ready_url: self
                 .target_ready_url
                 .as_deref()
-                .map(|u| uri("KIPPER_TARGET_READY_URL", u))
+                .map(|u| uri(env::TARGET_READY_URL, u))
                 .transpose()?,
             concurrency: within("KIPPER_CONCURRENCY", self.concurrency, 1..=10_000)?,
             timeout: positive("KIPPER_DELIVERY_TIMEOUT", self.delivery_timeout, "30s")?,
@@ -455,7 +478,7 @@ impl Args {
     fn sql(&self, connection: SqlConnection, dialect: Dialect) -> Result<SqlConfig> {
         crate::source::sql::connect::refuse_tls(&connection, dialect == Dialect::Postgres)?;
         let query = required(
-            "KIPPER_QUERY",
+            env::QUERY,
             self.query.clone(),
             "\"SELECT * FROM orders WHERE status = 'pending'\"",
         )?;
@@ -465,7 +488,7 @@ impl Args {
             .to_ascii_lowercase();
         if !(head.starts_with("select") || head.starts_with("with")) {
             return Err(Error::config(
-                "KIPPER_QUERY",
+                env::QUERY,
                 "must be a SELECT (it is wrapped as a subquery)",
             ));
         }
@@ -478,7 +501,7 @@ impl Args {
         Ok(SqlConfig {
             connection,
             query,
-            mark_done: template("KIPPER_MARK_DONE", &self.mark_done)?,
+            mark_done: template(env::MARK_DONE, &self.mark_done)?,
             mark_failed: template("KIPPER_MARK_FAILED", &self.mark_failed)?,
             restart_quiet: Duration::ZERO,
         })

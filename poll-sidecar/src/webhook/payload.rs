@@ -2,9 +2,8 @@
 //! body `{"EventName", "Key", "Records": [...]}` whose records are passed on unchanged.
 
 use http::StatusCode;
+use kipper_contract::checkpoint::RESERVED_PREFIX;
 use serde_json::Value;
-
-use crate::source::s3::checkpoint::RESERVED_PREFIX;
 
 /// One record to deliver: its id for the idempotency header and the record itself.
 #[derive(Debug, Clone, PartialEq)]

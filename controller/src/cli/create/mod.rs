@@ -38,17 +38,6 @@ pub fn volume(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn trigger_type(t: TriggerArg) -> TriggerType {
-    match t {
-        TriggerArg::Http => TriggerType::Http,
-        TriggerArg::Cron => TriggerType::Cron,
-        TriggerArg::Postgres => TriggerType::Postgres,
-        TriggerArg::Mysql => TriggerType::Mysql,
-        TriggerArg::Redis => TriggerType::Redis,
-        TriggerArg::Minio => TriggerType::Minio,
-    }
-}
-
 fn bad(msg: String) -> Error {
     Error::Invalid(msg)
 }
@@ -125,7 +114,10 @@ pub fn build_spec(
 
     // Trigger: --trigger replaces the triggers; the other flags edit the trigger they belong to.
     let current = spec.primary_trigger();
-    let kind = args.trigger.map(trigger_type).unwrap_or(current);
+    let kind = args
+        .trigger
+        .map(TriggerArg::trigger_type)
+        .unwrap_or(current);
     if args.trigger.is_some() && (is_new || kind != current || spec.triggers.len() > 1) {
         spec.triggers = vec![Trigger {
             kind,

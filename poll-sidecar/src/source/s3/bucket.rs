@@ -4,17 +4,13 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
+use kipper_contract::checkpoint::{ObjectState, RESERVED_PREFIX, unquote_etag};
 
-use super::checkpoint::{ObjectState, RESERVED_PREFIX};
 use crate::config::S3Connection;
 use crate::{Error, Result};
-
-/// The signing region: S3-compatible servers accept any; AWS buckets in other regions redirect.
-const REGION: &str = "us-east-1";
 
 /// What a conditional write found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,22 +82,13 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
 impl Bucket {
     /// A client for `bucket` on `conn`. Opens no connection yet.
     pub fn new(conn: &S3Connection, bucket: &str) -> Self {
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .http_client(kipper_tls::s3_http_client())
-            .endpoint_url(conn.endpoint.clone())
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new(
-                conn.access_key.clone(),
-                conn.secret_key.expose().to_owned(),
-                None,
-                None,
-                "kipper-poll",
-            ))
-            .force_path_style(true)
-            .build();
         Self {
-            client: Client::from_conf(config),
+            client: kipper_tls::s3_client(
+                &conn.endpoint,
+                &conn.access_key,
+                conn.secret_key.expose(),
+                "kipper-poll",
+            ),
             name: bucket.to_owned(),
         }
     }
@@ -147,7 +134,7 @@ impl Bucket {
                     continue;
                 }
                 let state = ObjectState {
-                    etag: unquote(object.e_tag().unwrap_or_default()).to_owned(),
+                    etag: unquote_etag(object.e_tag().unwrap_or_default()).to_owned(),
                     size: object.size().unwrap_or_default(),
                     last_modified: object
                         .last_modified()
@@ -177,7 +164,7 @@ impl Bucket {
             Err(err) if status_of(&err) == Some(404) => return Ok(None),
             Err(err) => return Err(s3_error("GetObject", err)),
         };
-        let etag = unquote(out.e_tag().unwrap_or_default()).to_owned();
+        let etag = unquote_etag(out.e_tag().unwrap_or_default()).to_owned();
         let body = out.body.collect().await.map_err(|e| Error::Source {
             kind: "s3",
             message: format!("GetObject: reading the body of {key}: {e}"),
@@ -206,26 +193,10 @@ impl Bucket {
         };
         match put.send().await {
             Ok(out) => Ok(Written::Ok(
-                unquote(out.e_tag().unwrap_or_default()).to_owned(),
+                unquote_etag(out.e_tag().unwrap_or_default()).to_owned(),
             )),
             Err(err) if matches!(status_of(&err), Some(412 | 409)) => Ok(Written::Conflict),
             Err(err) => Err(s3_error("PutObject", err)),
         }
-    }
-}
-
-/// An etag without the quotes S3 puts around it (the checkpoint stores it bare).
-pub fn unquote(etag: &str) -> &str {
-    etag.trim_matches('"')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn etags_are_stored_bare() {
-        assert_eq!(unquote("\"abc\""), "abc");
-        assert_eq!(unquote("abc"), "abc");
     }
 }

@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use kipper_contract::checkpoint::RESERVED_PREFIX;
 use serde::{Deserialize, Serialize};
 
 use super::bucket::{Bucket, Written};
-use super::checkpoint::RESERVED_PREFIX;
 use crate::Result;
 
 /// The object key of `consumer`'s lease.

@@ -1,6 +1,7 @@
 //! The MinIO / S3 trigger (`KIPPER_TRIGGER=minio`), in two modes.
 //! - Poll (default, any S3-compatible server): [`S3Source`] lists the bucket (under an optional
-//!   prefix), diffs it against the [`checkpoint`], hands each created, overwritten or deleted
+//!   prefix), diffs it against the checkpoint (its format is shared with kipper-controller, so
+//!   it lives in [`kipper_contract::checkpoint`]), hands each created, overwritten or deleted
 //!   object to the pump as an S3 event [`record`], and writes the checkpoint after each
 //!   acknowledged batch. Only the replica holding the [`lease`] polls.
 //! - Webhook (upstream-compatible): [`crate::webhook`] receives MinIO's notifications and
@@ -9,9 +10,12 @@
 //!
 //! A change that fails every attempt is logged, counted and checkpointed (CONTRACT section 2:
 //! "S3: logged and counted"); it is not retried forever.
+//!
+//! Architecture Invariant: the checkpoint only ever gains a key at an etag after that change was
+//! acknowledged (2xx or dead-lettered), and is written with a conditional PUT, so a crash replays
+//! at most what was acknowledged since the last write (about a second) and never skips a change.
 
 pub mod bucket;
-pub mod checkpoint;
 pub mod lease;
 pub mod record;
 
@@ -19,9 +23,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kipper_contract::checkpoint::{Change, Checkpoint, checkpoint_key};
 
 use self::bucket::{Bucket, Written};
-use self::checkpoint::{Change, Checkpoint, checkpoint_key};
 use self::lease::{Lease, LeaseKeeper};
 use super::{Claimed, DeadLetter, Source};
 use crate::config::{S3Config, S3Mode};

@@ -2,9 +2,8 @@
 //! handler written for MinIO's webhook gets the same fields from poll mode. Like MinIO and S3,
 //! `s3.object.key` is URL-encoded (`a b.txt` -> `a+b.txt`).
 
+use kipper_contract::checkpoint::{Change, ChangeKind};
 use serde_json::{Value, json};
-
-use super::checkpoint::{Change, ChangeKind};
 
 /// `eventName` of a created or overwritten object (S3 has no separate "overwritten" event).
 pub const OBJECT_CREATED: &str = "s3:ObjectCreated:Put";
@@ -56,7 +55,7 @@ pub fn event_record(bucket: &str, change: &Change, now: &chrono::DateTime<chrono
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::s3::checkpoint::ObjectState;
+    use kipper_contract::checkpoint::ObjectState;
 
     #[test]
     fn put_and_delete_records_have_the_notification_shape() {
