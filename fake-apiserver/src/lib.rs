@@ -47,8 +47,11 @@ use self::target::Location;
 /// One request as the server saw it (after authentication).
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// The HTTP method.
     pub method: Method,
+    /// The path, without the query.
     pub path: String,
+    /// The query string, empty when there was none.
     pub query: String,
 }
 
@@ -177,10 +180,12 @@ impl ApiServer {
         self.serve(bind(self.port));
     }
 
+    /// The kubeconfig file that reaches this server (its CA, URL and token).
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
     }
 
+    /// The port the server listens on (kept across a restart).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -268,6 +273,7 @@ impl ApiServer {
             .push((method, fragment.to_owned(), code));
     }
 
+    /// Forgets every injected failure: requests are answered normally again.
     pub fn clear_failures(&self) {
         self.shared.store().failures.clear();
     }

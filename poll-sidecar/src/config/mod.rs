@@ -212,6 +212,7 @@ pub struct S3Config {
     pub webhook_port: u16,
     /// Names the checkpoint and lease objects: the function name.
     pub consumer: String,
+    /// Poll the bucket, or receive MinIO's webhook (`KIPPER_MINIO_MODE`).
     pub mode: S3Mode,
 }
 
