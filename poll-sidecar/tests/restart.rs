@@ -341,3 +341,78 @@ async fn s3_restart_mid_run_three_replicas() {
         );
     }
 }
+
+/// One replica's sessions ended by a server that keeps running (what
+/// `pg_terminate_backend`, `KILL` or a proxy dropping the connection do),
+/// five times mid-run: its locks go at once while its requests still run,
+/// and no other replica may deliver those rows until they have ended.
+async fn sql_sessions_killed(db: Db, urls: [String; 3], mut kill: impl AsyncFnMut(&Db)) {
+    let t = support::unique("kp_kill");
+    db.orders(&t, EVENTS).await;
+    let handler = Handler::start(0, &HANDLER);
+    let mut replicas: Vec<(Sidecar, u16)> = urls
+        .iter()
+        .map(|url| {
+            let admin = free_port();
+            let mut env = support::scenarios::env(
+                &db,
+                &handler.url(),
+                &t,
+                &[("KIPPER_SOURCE_URL", url.as_str())],
+            );
+            tuned(&mut env, admin);
+            (Sidecar::start(&env), admin)
+        })
+        .collect();
+    wait_until("a quarter delivered", LONG, async || {
+        accepted(&handler) >= EVENTS / 4
+    })
+    .await;
+    for _ in 0..5 {
+        kill(&db).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    wait_until("every row done", LONG, async || {
+        db.with_status(&t, "done").await == EVENTS as i64
+    })
+    .await;
+    check(&handler, &mut replicas, |body| body["id"].as_i64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_one_replica_sessions_killed_on_a_running_server() {
+    let server = PrivatePostgres::start();
+    let url = server.url();
+    let victim = format!("{url}?application_name=kp-victim");
+    sql_sessions_killed(
+        Db::postgres_at(url.clone()).await,
+        [victim, url.clone(), url],
+        async |db| {
+            db.exec(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'kp-victim'",
+            )
+            .await
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_one_replica_sessions_killed_on_a_running_server() {
+    let server = PrivateMariadb::start();
+    let url = server.url();
+    let db = Db::mysql_at(url.clone()).await;
+    db.exec("CREATE USER 'kp_victim'@'%'").await;
+    db.exec("GRANT ALL ON test.* TO 'kp_victim'@'%'").await;
+    let victim = url.replacen("root@", "kp_victim@", 1);
+    sql_sessions_killed(db, [victim, url.clone(), url], async |db| {
+        for id in db
+            .ids("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'kp_victim'")
+            .await
+        {
+            db.try_exec(&format!("KILL CONNECTION {id}")).await;
+        }
+    })
+    .await;
+}

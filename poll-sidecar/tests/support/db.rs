@@ -91,6 +91,15 @@ impl Db {
         }
     }
 
+    /// Runs one statement; false if the server refused it (e.g. `KILL` of a
+    /// connection that ended meanwhile).
+    pub async fn try_exec(&self, sql: &str) -> bool {
+        match self {
+            Self::Postgres { client, .. } => client.batch_execute(sql).await.is_ok(),
+            Self::Mysql { conn, .. } => conn.lock().await.query_drop(sql).await.is_ok(),
+        }
+    }
+
     /// The single integer a `SELECT COUNT(*) ...` returns.
     pub async fn count(&self, sql: &str) -> i64 {
         match self {
