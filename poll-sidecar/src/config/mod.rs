@@ -184,6 +184,9 @@ pub struct SqlConfig {
     /// locks died with the previous server have ended (see
     /// [`crate::source::sql`], "Across a restart of the database").
     pub restart_quiet: Duration,
+    /// How long a claim lease lasts from its last renewal (see
+    /// [`crate::source::sql::lease_ttl`]).
+    pub lease_ttl: Duration,
 }
 
 /// The Redis trigger.
@@ -430,6 +433,7 @@ impl Args {
         };
         if let SourceConfig::Postgres(sql) | SourceConfig::Mysql(sql) = &mut source {
             sql.restart_quiet = delivery.timeout + crate::source::sql::RESTART_MARGIN;
+            sql.lease_ttl = crate::source::sql::lease_ttl(delivery.timeout);
         }
         let pump = PumpConfig {
             batch_size: within("KIPPER_BATCH_SIZE", self.batch_size, 1..=5_000)?,
@@ -505,6 +509,7 @@ impl Args {
             mark_done: template(env::MARK_DONE, &self.mark_done)?,
             mark_failed: template("KIPPER_MARK_FAILED", &self.mark_failed)?,
             restart_quiet: Duration::ZERO,
+            lease_ttl: Duration::ZERO,
         })
     }
 }

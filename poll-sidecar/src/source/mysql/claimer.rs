@@ -1,6 +1,6 @@
 //! The MySQL / MariaDB claim session's part of the claim engine: claim,
-//! re-read, unlock, relock and count on the claim connection, and the rows
-//! it reads turned into events. The connection is `&mut` (mysql_async), so
+//! lease, re-read, unlock, relock and count on the claim connection, and the
+//! rows it reads turned into events. The connection is `&mut` (mysql_async), so
 //! it cannot be shared with the background settlement: the engine releases
 //! a batch's locks itself at its next call.
 //!
@@ -16,7 +16,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
 use super::json;
-use super::session::Session;
+use super::session::{Session, cached};
 use super::statements;
 use super::{MyHandle, MyValues};
 use crate::source::Claimed;
@@ -50,6 +50,17 @@ fn lock_key(row: &Row, index: usize) -> Result<LockKey> {
 /// The `GET_LOCK` name of `key` for a query with `seed`.
 fn lock_name(seed: u64, key: LockKey) -> Value {
     Value::Bytes(format!("kp{seed:x}:{}", key.hex128()).into_bytes())
+}
+
+/// The parameters of a statement over `chunk` padded to `padded` keys
+/// (repeating the last one: taking, renewing or ending a lease twice, or
+/// releasing a lock no longer held, changes nothing), after `before`.
+pub fn padded_names(seed: u64, chunk: &[LockKey], padded: usize, before: &[Value]) -> Vec<Value> {
+    before
+        .iter()
+        .cloned()
+        .chain((0..padded).map(|i| lock_name(seed, chunk[i.min(chunk.len() - 1)])))
+        .collect()
 }
 
 /// Whether a row has NULL in one of its first `k` (identity) columns.
@@ -175,21 +186,46 @@ impl ClaimSession for Session {
         })
     }
 
-    async fn unlock(&mut self, keys: &[LockKey]) -> Result<()> {
+    async fn lease(&mut self, keys: &[LockKey]) -> Result<Vec<LockKey>> {
+        let holder = Value::from(&*self.holder);
+        let ttl = self.lease_ttl;
+        let mut leased = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(UNLOCK_CHUNK) {
             let padded = chunk.len().next_power_of_two();
-            if !self.unlock.contains_key(&padded) {
-                let statement = self.conn.prep(statements::unlock(padded)).await?;
-                self.unlock.insert(padded, statement);
-            }
-            // Padding repeats the last name: releasing a lock that is no
-            // longer held is a no-op.
-            let params: Vec<Value> = (0..padded)
-                .map(|i| lock_name(self.seed, chunk[i.min(chunk.len() - 1)]))
+            let take = cached(&mut self.conn, &mut self.lease, padded, |n| {
+                statements::lease(n, ttl)
+            })
+            .await?;
+            let params: Vec<Value> = padded_names(self.seed, chunk, padded, &[])
+                .into_iter()
+                .flat_map(|name| [name, holder.clone()])
                 .collect();
-            if let Some(statement) = self.unlock.get(&padded) {
-                self.conn.exec_drop(statement, params).await?;
+            self.conn.exec_drop(&take, params).await?;
+            // No RETURNING for an upsert: read back which are this holder's.
+            let read = cached(&mut self.conn, &mut self.leased, padded, statements::leased).await?;
+            let params = padded_names(self.seed, chunk, padded, std::slice::from_ref(&holder));
+            let rows: Vec<Row> = self.conn.exec(&read, params).await?;
+            for row in &rows {
+                leased.push(lock_key(row, 0)?);
             }
+        }
+        Ok(leased)
+    }
+
+    async fn unlock(&mut self, keys: &[LockKey]) -> Result<()> {
+        let holder = Value::from(&*self.holder);
+        for chunk in keys.chunks(UNLOCK_CHUNK) {
+            let padded = chunk.len().next_power_of_two();
+            // The lease first: a lease without its lock, or the other way
+            // round, keeps other replicas out either way.
+            let end = cached(&mut self.conn, &mut self.end_leases, padded, statements::end_leases)
+                .await?;
+            let params = padded_names(self.seed, chunk, padded, std::slice::from_ref(&holder));
+            self.conn.exec_drop(&end, params).await?;
+            let unlock = cached(&mut self.conn, &mut self.unlock, padded, statements::unlock).await?;
+            self.conn
+                .exec_drop(&unlock, padded_names(self.seed, chunk, padded, &[]))
+                .await?;
         }
         Ok(())
     }

@@ -8,23 +8,28 @@
 //!   that pings every [`crate::source::sql::WATCH_EVERY`] and cancels the
 //!   session's fence when the server is gone (mysql_async notices a closed
 //!   connection only when it is used);
-//! - `claimer`: claim, re-read, unlock, relock and count on it;
+//! - `claimer`: claim, lease, re-read, unlock, relock and count on it;
+//! - `keeper`: the lease keeper's connection, which creates the lease table;
 //! - `writer`: the mark-dones of a batch in one transaction (one bulk
 //!   execution on MariaDB);
 //! - `json`: rows to JSON.
 
 mod claimer;
 mod json;
+mod keeper;
 mod session;
 mod statements;
 mod writer;
 
 use mysql_async::Value;
 
-use super::sql::claim::{Driver, Opened, SqlHandle, SqlSource};
+use std::sync::Arc;
+
+use super::sql::claim::{Driver, Opened, SqlHandle, SqlSource, holder_id};
 use super::sql::{BoundColumns, fnv64, key_columns};
 use crate::config::SqlConfig;
 use crate::{Error, Result};
+use keeper::MyKeeper;
 use session::Session;
 use writer::Writer;
 
@@ -40,7 +45,7 @@ pub type MyHandle = SqlHandle<MyValues>;
 
 /// MySQL's side of the claim engine: the settings its sessions are opened
 /// with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MysqlDriver {
     config: SqlConfig,
     /// Namespaces this query's lock names.
@@ -48,6 +53,8 @@ pub struct MysqlDriver {
     /// The identity columns (the mark-done's placeholders).
     keys: Vec<String>,
     bound: BoundColumns,
+    /// This process's lease holder id.
+    holder: Arc<str>,
 }
 
 impl MysqlSource {
@@ -58,6 +65,7 @@ impl MysqlSource {
             seed: fnv64(&config.query),
             keys: key_columns(config.mark_done.as_ref()),
             bound: BoundColumns::new(config.mark_done.as_ref(), config.mark_failed.as_ref()),
+            holder: holder_id().into(),
             config: config.clone(),
         };
         SqlSource::start(driver, config).await
@@ -69,13 +77,25 @@ impl Driver for MysqlDriver {
     type Values = MyValues;
     type Session = Session;
     type Writer = Writer;
+    type Keeper = MyKeeper;
 
     async fn open_session(&self) -> Result<Opened<Session>> {
-        Session::open(&self.config, &self.keys, &self.bound, self.seed).await
+        Session::open(
+            &self.config,
+            &self.keys,
+            &self.bound,
+            self.seed,
+            self.holder.clone(),
+        )
+        .await
     }
 
     async fn open_writer(&self) -> Result<Writer> {
         Writer::open(&self.config, self.bound.clone()).await
+    }
+
+    async fn open_keeper(&self) -> Result<MyKeeper> {
+        MyKeeper::open(&self.config, self.seed, self.holder.clone()).await
     }
 
     fn breaks_session(error: &Error) -> bool {

@@ -2,6 +2,7 @@
 //! watcher that fences it), and the writer's connection.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mysql_async::prelude::Queryable;
@@ -32,6 +33,14 @@ pub struct Session {
     pub claim: Statement,
     pub verify: HashMap<usize, Statement>,
     pub unlock: HashMap<usize, Statement>,
+    /// Lease statements by padded key count: take, read back, end.
+    pub lease: HashMap<usize, Statement>,
+    pub leased: HashMap<usize, Statement>,
+    pub end_leases: HashMap<usize, Statement>,
+    /// How long a lease lasts.
+    pub lease_ttl: std::time::Duration,
+    /// This process's lease holder id.
+    pub holder: Arc<str>,
     pub count: Option<Statement>,
     pub names: Vec<Bytes>,
     pub shapes: Vec<Shape>,
@@ -59,6 +68,21 @@ pub async fn connect(config: &SqlConfig) -> Result<Conn> {
     }
 }
 
+/// A statement for `n` items prepared once per size on `conn`, in `cache`.
+pub async fn cached(
+    conn: &mut Conn,
+    cache: &mut HashMap<usize, Statement>,
+    n: usize,
+    sql: impl FnOnce(usize) -> String,
+) -> Result<Statement> {
+    if let Some(statement) = cache.get(&n) {
+        return Ok(statement.clone());
+    }
+    let statement = conn.prep(sql(n)).await?;
+    cache.insert(n, statement.clone());
+    Ok(statement)
+}
+
 /// Connection options for `config`.
 fn options(config: &SqlConfig) -> OptsBuilder {
     let c = &config.connection;
@@ -81,6 +105,7 @@ impl Session {
         keys: &[String],
         bound: &BoundColumns,
         seed: u64,
+        holder: Arc<str>,
     ) -> Result<Opened<Self>> {
         let mut conn = connect(config).await?;
         let query = &config.query;
@@ -147,6 +172,11 @@ impl Session {
             claim,
             verify: HashMap::new(),
             unlock: HashMap::new(),
+            lease: HashMap::new(),
+            leased: HashMap::new(),
+            end_leases: HashMap::new(),
+            lease_ttl: config.lease_ttl,
+            holder,
             count: None,
             names,
             shapes,

@@ -1,7 +1,20 @@
 //! The SQL text kipper-poll wraps around the user's query for MySQL and
 //! MariaDB (see [`crate::source::sql`] for the claim design). Locks are
 //! `GET_LOCK` names: `kp<seed>:` + MD5 of the row identity (51 characters,
-//! under MySQL's limit of 64).
+//! under MySQL's limit of 64), also the key of a row's lease in the lease
+//! table. Lease times are always the server's clock (`NOW(6)`, in UTC: every
+//! session kipper-poll opens sets `time_zone = '+00:00'`).
+
+use std::time::Duration;
+
+/// Skips a row whose lease is live (its holder may still deliver it): side
+/// effect free, so it stands in the WHERE beside the `IS_USED_LOCK` filter.
+fn not_leased(name: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM kipper_poll_leases kipper_l WHERE kipper_l.lock_key = {name} \
+         AND kipper_l.expires_at > NOW(6))"
+    )
+}
 
 /// Quotes an identifier: ``a`b`` -> ```a``b```.
 pub fn ident(name: &str) -> String {
@@ -33,8 +46,9 @@ pub fn claim_keys(query: &str, keys: &[String], seed: u64) -> String {
         .collect();
     format!(
         "SELECT {cols}, {name} AS kipper_key, GET_LOCK({name}, 0) AS kipper_got FROM (\n{query}\n) AS kipper_q \
-         WHERE IS_USED_LOCK({name}) IS NULL LIMIT ?",
-        cols = cols.join(", ")
+         WHERE IS_USED_LOCK({name}) IS NULL AND {leased} LIMIT ?",
+        cols = cols.join(", "),
+        leased = not_leased(&name),
     )
 }
 
@@ -59,7 +73,8 @@ pub fn claim_rows(query: &str, all: &[String], seed: u64) -> String {
     let name = lock_name("kipper_p", all, seed);
     format!(
         "SELECT kipper_p.*, {name} AS kipper_key, GET_LOCK({name}, 0) AS kipper_got \
-         FROM (SELECT * FROM (\n{query}\n) AS kipper_q LIMIT ? OFFSET ?) AS kipper_p WHERE IS_USED_LOCK({name}) IS NULL"
+         FROM (SELECT * FROM (\n{query}\n) AS kipper_q LIMIT ? OFFSET ?) AS kipper_p WHERE IS_USED_LOCK({name}) IS NULL AND {leased}",
+        leased = not_leased(&name),
     )
 }
 
@@ -73,6 +88,73 @@ pub fn unlock(n: usize) -> String {
 pub fn relock(n: usize) -> String {
     format!("SELECT {}", vec!["GET_LOCK(?, 0)"; n].join(", "))
 }
+
+/// `NOW(6)` plus `ttl`.
+fn until(ttl: Duration) -> String {
+    format!("NOW(6) + INTERVAL {} MICROSECOND", ttl.as_micros())
+}
+
+/// `?` repeated `n` times, comma-separated.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Takes leases of `n` keys (each `(?, ?)`: name, holder): a key without a
+/// lease, or whose lease expired (or is already the holder's), is taken.
+/// The assignments run left to right: `holder` is decided on the old
+/// `expires_at`, then `expires_at` follows the holder it now has.
+pub fn lease(n: usize, ttl: Duration) -> String {
+    let row = format!("(?, ?, {})", until(ttl));
+    format!(
+        "INSERT INTO kipper_poll_leases (lock_key, holder, expires_at) VALUES {} \
+         ON DUPLICATE KEY UPDATE \
+         holder = IF(expires_at <= NOW(6) OR holder = VALUES(holder), VALUES(holder), holder), \
+         expires_at = IF(holder = VALUES(holder), VALUES(expires_at), expires_at)",
+        vec![row; n].join(", ")
+    )
+}
+
+/// Which of `n` keys holder `?` has a lease of (after [`lease`]).
+pub fn leased(n: usize) -> String {
+    format!(
+        "SELECT lock_key FROM kipper_poll_leases WHERE holder = ? AND lock_key IN ({})",
+        marks(n)
+    )
+}
+
+/// Extends holder `?`'s leases of `n` keys.
+pub fn renew(n: usize, ttl: Duration) -> String {
+    format!(
+        "UPDATE kipper_poll_leases SET expires_at = {} WHERE holder = ? AND lock_key IN ({})",
+        until(ttl),
+        marks(n)
+    )
+}
+
+/// Deletes holder `?`'s leases of `n` keys (before their locks are released).
+pub fn end_leases(n: usize) -> String {
+    format!(
+        "DELETE FROM kipper_poll_leases WHERE holder = ? AND lock_key IN ({})",
+        marks(n)
+    )
+}
+
+/// Whether the lease table exists in the current database.
+pub const LEASES_EXIST: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
+    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'kipper_poll_leases'";
+
+/// The lease table. The key is the ASCII `GET_LOCK` name.
+pub const CREATE_LEASES: &str = "CREATE TABLE IF NOT EXISTS kipper_poll_leases \
+    (lock_key VARCHAR(64) PRIMARY KEY, holder VARCHAR(64) NOT NULL, expires_at DATETIME(6) NOT NULL) ENGINE=InnoDB";
+
+/// Uses every right the sidecar needs on the lease table, changing nothing:
+/// the server checks rights before it finds there is nothing to do.
+pub const LEASE_RIGHTS: [&str; 2] = [
+    "INSERT INTO kipper_poll_leases (lock_key, holder, expires_at) \
+     SELECT lock_key, holder, expires_at FROM kipper_poll_leases WHERE 1 = 0 \
+     ON DUPLICATE KEY UPDATE holder = VALUES(holder)",
+    "DELETE FROM kipper_poll_leases WHERE 1 = 0",
+];
 
 /// The server's uptime in seconds.
 pub const UPTIME: &str = "SHOW GLOBAL STATUS LIKE 'Uptime'";
@@ -106,6 +188,16 @@ mod tests {
             "{claim}"
         );
         assert!(claim.ends_with("LIMIT ?"));
+        assert!(
+            claim.contains("IS NULL AND NOT EXISTS (SELECT 1 FROM kipper_poll_leases"),
+            "a leased row is filtered in the WHERE, never by the select-list lock: {claim}"
+        );
+        let lease = lease(2, Duration::from_secs(7));
+        assert!(lease.contains("VALUES (?, ?, NOW(6) + INTERVAL 7000000 MICROSECOND), (?, ?,"));
+        assert!(
+            lease.find("holder = IF").unwrap() < lease.find("expires_at = IF").unwrap(),
+            "holder is decided on the old expiry"
+        );
         assert!(
             verify(q, &["a".into(), "b`".into()], 1, 2)
                 .ends_with("(kipper_q.`a`, kipper_q.`b```) IN ((?, ?), (?, ?))")

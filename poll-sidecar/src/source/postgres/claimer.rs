@@ -1,8 +1,8 @@
 //! The PostgreSQL claim session: it holds the advisory locks and runs the
-//! claim, the re-read, unlock and relock; its client is shared with the
-//! background settlement ([`PgUnlocker`]), which releases a batch's locks
-//! right after its COMMIT while this session claims the next batch
-//! (tokio-postgres pipelines requests of one client).
+//! claim, the lease (pipelined with the re-read), unlock and relock; its
+//! client is shared with the background settlement ([`PgUnlocker`]), which
+//! releases a batch's locks right after its COMMIT while this session claims
+//! the next batch (tokio-postgres pipelines requests of one client).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,6 +35,9 @@ pub struct Claimer {
     key_types: Vec<Type>,
     unlock: Statement,
     relock: Statement,
+    lease: Statement,
+    /// This process's lease holder id.
+    holder: Arc<str>,
     count: Option<Statement>,
     /// `"name":` of each user column, JSON-escaped once.
     names: Vec<Bytes>,
@@ -49,6 +52,7 @@ impl Claimer {
         keys: &[String],
         bound: &BoundColumns,
         seed: i64,
+        holder: Arc<str>,
     ) -> Result<Opened<Self>> {
         let (client, fence) = session::connect_fenced(config).await?;
         let columns = session::columns(&client, &config.query).await?;
@@ -70,6 +74,9 @@ impl Claimer {
         let claim = client.prepare(&claim_sql).await?;
         let unlock = client.prepare(statements::UNLOCK).await?;
         let relock = client.prepare(statements::RELOCK).await?;
+        let lease = client
+            .prepare(&statements::lease(config.lease_ttl))
+            .await?;
         let uptime = session::uptime(&client).await?;
         let session = Self {
             client: Arc::new(client),
@@ -81,6 +88,8 @@ impl Claimer {
             key_types,
             unlock,
             relock,
+            lease,
+            holder,
             count: None,
             names: session::json_names(&columns),
             bound_at,
@@ -136,6 +145,58 @@ fn keys_param(keys: impl Iterator<Item = LockKey>) -> Vec<i64> {
     keys.map(LockKey::as_i64).collect()
 }
 
+impl Claimer {
+    /// The re-read statement for `rows` rows, padded to a power of two
+    /// (prepared on first use).
+    async fn verify_for(&mut self, rows: usize) -> Result<usize> {
+        let padded = rows.next_power_of_two();
+        if !self.verify.contains_key(&padded) {
+            let sql = statements::verify(&self.query, &self.keys, self.seed, padded);
+            let types: Vec<Type> = (0..padded)
+                .flat_map(|_| self.key_types.iter().cloned())
+                .collect();
+            let statement = self.client.prepare_typed(&sql, &types).await?;
+            self.verify.insert(padded, statement);
+        }
+        Ok(padded)
+    }
+
+    /// The re-read of `rows` with the statement `verify_for` prepared.
+    async fn reread_padded(
+        &self,
+        rows: &[Row],
+        padded: usize,
+        stamp: &Stamp,
+    ) -> Result<Vec<SqlEvent<PgValues>>> {
+        let k = self.keys.len();
+        // Pad to the prepared size by repeating the last row's identity.
+        let mut params: Vec<RawParam> = Vec::with_capacity(padded * k);
+        for i in 0..padded * k {
+            let Raw(raw) = rows[(i / k).min(rows.len() - 1)].try_get(i % k)?;
+            params.push(RawParam(raw));
+        }
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let read = match self.verify.get(&padded) {
+            Some(statement) => self.client.query(statement, &params).await?,
+            None => Vec::new(),
+        };
+        self.events(&read, stamp)
+    }
+
+    /// The lease statement for `keys`.
+    async fn lease_keys(&self, keys: &[LockKey]) -> Result<Vec<LockKey>> {
+        let keys = keys_param(keys.iter().copied());
+        let rows = self
+            .client
+            .query(&self.lease, &[&keys, &&*self.holder])
+            .await?;
+        rows.iter()
+            .map(|row| Ok(LockKey::from_i64(row.try_get(0)?)))
+            .collect()
+    }
+}
+
 impl ClaimSession for Claimer {
     type Values = PgValues;
     type Rows = Vec<Row>;
@@ -173,32 +234,33 @@ impl ClaimSession for Claimer {
         locked: &Locked<Vec<Row>>,
         stamp: &Stamp,
     ) -> Result<Vec<SqlEvent<PgValues>>> {
-        let (rows, k) = (&locked.rows, self.keys.len());
-        if rows.is_empty() {
+        if locked.rows.is_empty() {
             return Ok(Vec::new());
         }
-        let padded = rows.len().next_power_of_two();
-        if !self.verify.contains_key(&padded) {
-            let sql = statements::verify(&self.query, &self.keys, self.seed, padded);
-            let types: Vec<Type> = (0..padded)
-                .flat_map(|_| self.key_types.iter().cloned())
-                .collect();
-            let statement = self.client.prepare_typed(&sql, &types).await?;
-            self.verify.insert(padded, statement);
+        let padded = self.verify_for(locked.rows.len()).await?;
+        self.reread_padded(&locked.rows, padded, stamp).await
+    }
+
+    async fn lease(&mut self, keys: &[LockKey]) -> Result<Vec<LockKey>> {
+        self.lease_keys(keys).await
+    }
+
+    async fn lease_and_reread(
+        &mut self,
+        keys: &[LockKey],
+        locked: &Locked<Vec<Row>>,
+        stamp: &Stamp,
+    ) -> Result<(Vec<LockKey>, Vec<SqlEvent<PgValues>>)> {
+        if locked.rows.is_empty() {
+            return Ok((self.lease_keys(keys).await?, Vec::new()));
         }
-        // Pad to the prepared size by repeating the last row's identity.
-        let mut params: Vec<RawParam> = Vec::with_capacity(padded * k);
-        for i in 0..padded * k {
-            let Raw(raw) = rows[(i / k).min(rows.len() - 1)].try_get(i % k)?;
-            params.push(RawParam(raw));
-        }
-        let params: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let read = match self.verify.get(&padded) {
-            Some(statement) => self.client.query(statement, &params).await?,
-            None => Vec::new(),
-        };
-        self.events(&read, stamp)
+        let padded = self.verify_for(locked.rows.len()).await?;
+        // Both requests go out back to back on the one client: one round trip.
+        let (leased, events) = tokio::join!(
+            self.lease_keys(keys),
+            self.reread_padded(&locked.rows, padded, stamp)
+        );
+        Ok((leased?, events?))
     }
 
     async fn claim_page(
@@ -232,7 +294,9 @@ impl ClaimSession for Claimer {
 
     async fn unlock(&mut self, keys: &[LockKey]) -> Result<()> {
         let keys = keys_param(keys.iter().copied());
-        self.client.execute(&self.unlock, &[&keys]).await?;
+        self.client
+            .execute(&self.unlock, &[&keys, &&*self.holder])
+            .await?;
         Ok(())
     }
 
@@ -261,6 +325,7 @@ impl ClaimSession for Claimer {
         Some(PgUnlocker {
             client: self.client.clone(),
             unlock: self.unlock.clone(),
+            holder: self.holder.clone(),
         })
     }
 
@@ -274,12 +339,15 @@ impl ClaimSession for Claimer {
 pub struct PgUnlocker {
     client: Arc<Client>,
     unlock: Statement,
+    holder: Arc<str>,
 }
 
 impl Unlock for PgUnlocker {
     async fn unlock(&self, keys: &[LockKey]) -> Result<()> {
         let keys = keys_param(keys.iter().copied());
-        self.client.execute(&self.unlock, &[&keys]).await?;
+        self.client
+            .execute(&self.unlock, &[&keys, &&*self.holder])
+            .await?;
         Ok(())
     }
 }

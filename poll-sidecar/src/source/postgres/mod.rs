@@ -7,15 +7,17 @@
 //! - `statements`: the SQL wrapped around the user's query;
 //! - `session`: opening a session, with a fence cancelled when its
 //!   connection task ends, the server's uptime, the query's columns;
-//! - `claimer`: the claim session (claim, re-read, unlock, relock, count),
-//!   shared with the background settlement so a batch's locks are released
-//!   right after its COMMIT;
+//! - `claimer`: the claim session (claim, lease, re-read, unlock, relock,
+//!   count), shared with the background settlement so a batch's locks are
+//!   released right after its COMMIT;
+//! - `keeper`: the lease keeper's session, which creates the lease table;
 //! - `writer`: the writer session, the mark-dones of a batch pipelined in
 //!   one transaction;
 //! - `json`: rows to JSON, straight from the binary wire format.
 
 mod claimer;
 mod json;
+mod keeper;
 mod session;
 mod statements;
 mod writer;
@@ -24,11 +26,14 @@ use bytes::Bytes;
 
 pub use json::{Raw, write_value};
 
-use super::sql::claim::{Driver, Opened, SqlHandle, SqlSource};
+use std::sync::Arc;
+
+use super::sql::claim::{Driver, Opened, SqlHandle, SqlSource, holder_id};
 use super::sql::{BoundColumns, fnv64, key_columns};
 use crate::config::SqlConfig;
 use crate::{Error, Result};
 use claimer::Claimer;
+use keeper::PgKeeper;
 use writer::Writer;
 
 /// The PostgreSQL source: the claim engine over [`PostgresDriver`].
@@ -43,7 +48,7 @@ pub type PgHandle = SqlHandle<PgValues>;
 
 /// PostgreSQL's side of the claim engine: the settings its sessions are
 /// opened with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PostgresDriver {
     config: SqlConfig,
     /// Namespaces this query's advisory locks (63 bits: `hashtextextended`
@@ -52,6 +57,8 @@ pub struct PostgresDriver {
     /// The identity columns (the mark-done's placeholders).
     keys: Vec<String>,
     bound: BoundColumns,
+    /// This process's lease holder id.
+    holder: Arc<str>,
 }
 
 impl PostgresSource {
@@ -62,6 +69,7 @@ impl PostgresSource {
             seed: i64::from_ne_bytes(fnv64(&config.query).to_ne_bytes()) & 0x7fff_ffff_ffff,
             keys: key_columns(config.mark_done.as_ref()),
             bound: BoundColumns::new(config.mark_done.as_ref(), config.mark_failed.as_ref()),
+            holder: holder_id().into(),
             config: config.clone(),
         };
         SqlSource::start(driver, config).await
@@ -73,13 +81,25 @@ impl Driver for PostgresDriver {
     type Values = PgValues;
     type Session = Claimer;
     type Writer = Writer;
+    type Keeper = PgKeeper;
 
     async fn open_session(&self) -> Result<Opened<Claimer>> {
-        Claimer::open(&self.config, &self.keys, &self.bound, self.seed).await
+        Claimer::open(
+            &self.config,
+            &self.keys,
+            &self.bound,
+            self.seed,
+            self.holder.clone(),
+        )
+        .await
     }
 
     async fn open_writer(&self) -> Result<Writer> {
         Writer::open(&self.config, self.bound.clone()).await
+    }
+
+    async fn open_keeper(&self) -> Result<PgKeeper> {
+        PgKeeper::open(&self.config, self.holder.clone()).await
     }
 
     fn breaks_session(error: &Error) -> bool {

@@ -1,5 +1,18 @@
 //! The SQL text kipper-poll wraps around the user's query for PostgreSQL
-//! (see [`crate::source::sql`] for the claim design).
+//! (see [`crate::source::sql`] for the claim design), and the statements of
+//! the lease table. Lease times are always the server's clock
+//! (`clock_timestamp()`, which moves within a statement, unlike `now()`).
+
+use std::time::Duration;
+
+/// Skips a row whose lease is live (its holder may still deliver it): the
+/// branch of the claim's CASE before the lock.
+fn leased(key: &str) -> String {
+    format!(
+        "WHEN EXISTS (SELECT 1 FROM kipper_poll_leases kipper_l WHERE kipper_l.lock_key = {key} \
+         AND kipper_l.expires_at > clock_timestamp()) THEN false"
+    )
+}
 
 /// Quotes an identifier: `a"b` -> `"a""b"`.
 pub fn ident(name: &str) -> String {
@@ -21,9 +34,10 @@ pub fn key_expr(alias: &str, key_columns: &[String], seed: i64) -> String {
     format!("hashtextextended({identity}, {seed})")
 }
 
-/// Locks (unless already held by us, `$1`) and returns up to `$2` rows'
-/// identity columns and lock keys. The CASE makes PostgreSQL test `$1`
-/// before locking, so a row this session holds is never locked twice.
+/// Locks (unless already held by us, `$1`, or leased) and returns up to `$2`
+/// rows' identity columns and lock keys. The CASE makes PostgreSQL test `$1`
+/// and the lease before locking, so a row this session holds is never
+/// locked twice and a leased row is never locked.
 pub fn claim_keys(query: &str, key_columns: &[String], seed: i64) -> String {
     let key = key_expr("kipper_q", key_columns, seed);
     let cols: Vec<String> = key_columns
@@ -32,8 +46,9 @@ pub fn claim_keys(query: &str, key_columns: &[String], seed: i64) -> String {
         .collect();
     format!(
         "SELECT {cols}, {key} AS kipper_key FROM (\n{query}\n) AS kipper_q \
-         WHERE CASE WHEN {key} = ANY($1::int8[]) THEN false ELSE pg_try_advisory_lock({key}) END LIMIT $2",
-        cols = cols.join(", ")
+         WHERE CASE WHEN {key} = ANY($1::int8[]) THEN false {leased} ELSE pg_try_advisory_lock({key}) END LIMIT $2",
+        cols = cols.join(", "),
+        leased = leased(&key),
     )
 }
 
@@ -69,13 +84,59 @@ pub fn claim_rows(query: &str, seed: i64) -> String {
     let key = key_expr("kipper_p", &[], seed);
     format!(
         "SELECT kipper_p.*, {key} AS kipper_key, \
-         CASE WHEN {key} = ANY($1::int8[]) THEN false ELSE pg_try_advisory_lock({key}) END AS kipper_got \
-         FROM (SELECT * FROM (\n{query}\n) AS kipper_q LIMIT $2 OFFSET $3) AS kipper_p"
+         CASE WHEN {key} = ANY($1::int8[]) THEN false {leased} ELSE pg_try_advisory_lock({key}) END AS kipper_got \
+         FROM (SELECT * FROM (\n{query}\n) AS kipper_q LIMIT $2 OFFSET $3) AS kipper_p",
+        leased = leased(&key),
     )
 }
 
-/// Releases the locks `$1`.
-pub const UNLOCK: &str = "SELECT pg_advisory_unlock(k) FROM unnest($1::int8[]) AS k";
+/// Releases the locks `$1` and deletes their leases held by `$2`, in one
+/// statement (a data-modifying WITH runs even though nothing reads it).
+pub const UNLOCK: &str = "WITH kipper_d AS (DELETE FROM kipper_poll_leases \
+     WHERE lock_key = ANY($1::int8[]) AND holder = $2) \
+     SELECT pg_advisory_unlock(k) FROM unnest($1::int8[]) AS k";
+
+/// The server's clock `ttl` from now.
+fn until(ttl: Duration) -> String {
+    format!(
+        "clock_timestamp() + interval '{} milliseconds'",
+        ttl.as_millis()
+    )
+}
+
+/// Takes leases of the keys `$1` for holder `$2`: a key without a lease, or
+/// whose lease expired (or is already `$2`'s), is taken; returns those
+/// taken. The keys must be distinct (ON CONFLICT touches a row once).
+pub fn lease(ttl: Duration) -> String {
+    format!(
+        "INSERT INTO kipper_poll_leases AS l (lock_key, holder, expires_at) \
+         SELECT k, $2, {until} FROM unnest($1::int8[]) AS k \
+         ON CONFLICT (lock_key) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+         WHERE l.expires_at <= clock_timestamp() OR l.holder = EXCLUDED.holder \
+         RETURNING lock_key",
+        until = until(ttl)
+    )
+}
+
+/// Extends holder `$1`'s leases of the keys `$2`.
+pub fn renew(ttl: Duration) -> String {
+    format!(
+        "UPDATE kipper_poll_leases SET expires_at = {} WHERE holder = $1 AND lock_key = ANY($2::int8[])",
+        until(ttl)
+    )
+}
+
+/// Whether the lease table exists (on the search path).
+pub const LEASES_EXIST: &str = "SELECT to_regclass('kipper_poll_leases') IS NOT NULL";
+
+/// The lease table.
+pub const CREATE_LEASES: &str = "CREATE TABLE IF NOT EXISTS kipper_poll_leases \
+     (lock_key int8 PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL)";
+
+/// The rights on the lease table this user lacks.
+pub const LEASE_RIGHTS_MISSING: &str = "SELECT string_agg(p, ', ') FROM \
+     unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p \
+     WHERE NOT has_table_privilege('kipper_poll_leases', p)";
 
 /// Locks again, on a new session, rows claimed on a lost one; returns those
 /// it got (the others are another replica's now).
@@ -109,6 +170,11 @@ mod tests {
             "{claim}"
         );
         assert!(claim.ends_with("LIMIT $2"));
+        assert!(
+            claim.contains("THEN false WHEN EXISTS (SELECT 1 FROM kipper_poll_leases"),
+            "a leased row is skipped before the lock: {claim}"
+        );
+        assert!(lease(Duration::from_secs(7)).contains("clock_timestamp() + interval '7000 milliseconds'"));
         let verify = verify(q, &["a".into(), "b\"c".into()], 7, 2);
         assert!(
             verify.ends_with("WHERE (kipper_q.\"a\", kipper_q.\"b\"\"c\") IN (($1, $2), ($3, $4))"),

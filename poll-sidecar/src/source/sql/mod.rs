@@ -87,6 +87,21 @@ pub const RESTART_MARGIN: Duration = Duration::from_secs(2);
 /// How often MySQL's watcher connection pings the server (rule 1 above).
 pub const WATCH_EVERY: Duration = Duration::from_millis(500);
 
+/// How often the lease keeper renews this replica's leases (see "Leases").
+pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+/// The table of claim leases kipper-poll keeps in the user's database.
+pub const LEASE_TABLE: &str = "kipper_poll_leases";
+
+/// How long a lease lasts from its last renewal: the delivery timeout (the
+/// longest attempt), plus [`RESTART_MARGIN`], plus three renewal periods. The
+/// keeper fences its claim session once no renewal succeeded for two periods,
+/// so every attempt that started before the fence ends (within the delivery
+/// timeout) at least a margin and a period before its lease can expire.
+pub fn lease_ttl(delivery_timeout: Duration) -> Duration {
+    delivery_timeout + RESTART_MARGIN + 3 * RENEW_EVERY
+}
+
 /// When a claim session may start claiming: once its server has been up for
 /// the quiet period (rule 3 of the module docs).
 #[derive(Debug)]
@@ -219,6 +234,21 @@ exits, then is tried again; set KIPPER_MARK_FAILED to park such rows for good.";
 mod tests {
     use super::template::{Dialect, Template};
     use super::*;
+
+    #[test]
+    fn a_lease_outlives_every_attempt_started_before_its_keeper_lapsed() {
+        let timeout = Duration::from_secs(2);
+        assert_eq!(lease_ttl(timeout), Duration::from_secs(7));
+        // The last good renewal was sent at 0; the keeper fences at the latest
+        // at 2 periods; an attempt started just before ends a timeout later.
+        let last_attempt_ends = 2 * RENEW_EVERY + timeout;
+        assert!(lease_ttl(timeout) >= last_attempt_ends + RESTART_MARGIN);
+        assert_eq!(
+            lease_ttl(Duration::from_secs(30)),
+            Duration::from_secs(35),
+            "the TTL grows with the delivery timeout"
+        );
+    }
 
     #[test]
     fn fnv_is_stable() {

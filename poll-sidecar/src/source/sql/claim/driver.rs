@@ -2,14 +2,17 @@
 //! row encoder, behind three small traits, statically dispatched (the engine
 //! is generic over them; nothing is boxed per row or per batch).
 //!
-//! - [`Driver`]: opens the claim session and the writer session.
-//! - [`ClaimSession`]: the session that holds the locks: claim, re-read,
-//!   unlock, relock, count.
+//! - [`Driver`]: opens the claim session, the writer session and the lease
+//!   keeper's session.
+//! - [`ClaimSession`]: the session that holds the locks: claim, lease,
+//!   re-read, unlock (which also ends this replica's leases), relock, count.
 //! - [`WriterSession`]: the session that runs the mark-dones / mark-faileds
 //!   of a batch, moved into the background settlement and handed back.
+//! - [`KeeperSession`]: renews this replica's leases.
 //!
 //! The engine ([`super::SqlSource`]) owns everything else: which rows are
-//! held, the epochs and fences, the quiet period, when locks are released.
+//! held and leased, the epochs and fences, the quiet period, when locks are
+//! released, when the keeper fences.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -25,8 +28,8 @@ use crate::{Error, Result};
 /// A claimed event of a SQL source with values `V`.
 pub type SqlEvent<V> = Claimed<SqlHandle<V>>;
 
-/// One database: how to open its two sessions.
-pub trait Driver: Debug + Send + 'static {
+/// One database: how to open its sessions. Cloned once, into the keeper.
+pub trait Driver: Debug + Clone + Send + Sync + 'static {
     /// Short name for logs and metrics, e.g. `postgres`.
     const KIND: &'static str;
     /// The values a handle keeps for the mark-done / mark-failed.
@@ -35,6 +38,8 @@ pub trait Driver: Debug + Send + 'static {
     type Session: ClaimSession<Values = Self::Values>;
     /// The writer session.
     type Writer: WriterSession<Values = Self::Values>;
+    /// The lease keeper's session.
+    type Keeper: KeeperSession;
 
     /// Opens a claim session with every statement prepared, so a query or
     /// placeholder that does not fit fails here with one line.
@@ -42,6 +47,11 @@ pub trait Driver: Debug + Send + 'static {
 
     /// Opens the writer session and prepares the mark-done / mark-failed.
     fn open_writer(&self) -> impl Future<Output = Result<Self::Writer>> + Send;
+
+    /// Opens the lease keeper's session, creating the lease table first if
+    /// it does not exist: a server that refuses to create it (or this user
+    /// the rights to use it) is bad configuration, [`Error::is_config`].
+    fn open_keeper(&self) -> impl Future<Output = Result<Self::Keeper>> + Send;
 
     /// Whether `error`, returned by a call on the claim session, means the
     /// session is gone (its locks with it).
@@ -86,7 +96,7 @@ pub trait ClaimSession: Debug + Send + 'static {
     /// As [`Driver::Values`].
     type Values: Debug + Clone + Send + Sync + 'static;
     /// The rows [`ClaimSession::claim`] returns.
-    type Rows: Send;
+    type Rows: Send + Sync;
     /// What releases locks of this session from another task, if it can be
     /// shared ([`ClaimSession::unlocker`]).
     type Unlocker: Unlock;
@@ -107,6 +117,27 @@ pub trait ClaimSession: Debug + Send + 'static {
         stamp: &Stamp,
     ) -> impl Future<Output = Result<Vec<SqlEvent<Self::Values>>>> + Send;
 
+    /// Takes this replica's leases of `keys`, rows this session just locked
+    /// (distinct), in one statement: a key whose lease another holder still
+    /// has (its session died after taking it) is not taken. Returns the keys
+    /// whose lease is now this replica's, committed.
+    fn lease(&mut self, keys: &[LockKey]) -> impl Future<Output = Result<Vec<LockKey>>> + Send;
+
+    /// [`ClaimSession::lease`] of `keys` and [`ClaimSession::reread`] of
+    /// `locked`; a session that can pipeline two statements overrides it.
+    fn lease_and_reread(
+        &mut self,
+        keys: &[LockKey],
+        locked: &Locked<Self::Rows>,
+        stamp: &Stamp,
+    ) -> impl Future<Output = Result<(Vec<LockKey>, Vec<SqlEvent<Self::Values>>)>> + Send {
+        async move {
+            let leased = self.lease(keys).await?;
+            let events = self.reread(locked, stamp).await?;
+            Ok((leased, events))
+        }
+    }
+
     /// Without a mark-done: locks and encodes the rows of one page
     /// (`limit` rows from `offset`) that no session holds, skipping `held`.
     fn claim_page(
@@ -117,7 +148,8 @@ pub trait ClaimSession: Debug + Send + 'static {
         stamp: &Stamp,
     ) -> impl Future<Output = Result<Page<Self::Values>>> + Send;
 
-    /// Releases locks this session holds.
+    /// Releases locks this session holds and deletes this replica's leases
+    /// of them.
     fn unlock(&mut self, keys: &[LockKey]) -> impl Future<Output = Result<()>> + Send;
 
     /// Tries to lock again rows a lost session held; returns those it got
@@ -140,7 +172,7 @@ pub trait ClaimSession: Debug + Send + 'static {
 
 /// Releases locks of a claim session from another task.
 pub trait Unlock: Send + 'static {
-    /// Releases `keys`.
+    /// Releases `keys` and deletes this replica's leases of them.
     fn unlock(&self, keys: &[LockKey]) -> impl Future<Output = Result<()>> + Send;
 }
 
@@ -199,4 +231,12 @@ pub trait WriterSession: Debug + Sized + Send + 'static {
     /// Whether the session is known to be gone (then it is opened again
     /// before the next batch).
     fn is_lost(&self) -> bool;
+}
+
+/// The lease keeper's session: its own connection, so renewals go on while
+/// the claim session is busy or gone.
+pub trait KeeperSession: Debug + Send + 'static {
+    /// Extends this replica's leases of `keys` to the lease TTL from now (the
+    /// server's clock); keys whose lease is not this replica's are untouched.
+    fn renew(&mut self, keys: &[LockKey]) -> impl Future<Output = Result<()>> + Send;
 }

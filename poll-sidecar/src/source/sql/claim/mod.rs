@@ -14,6 +14,14 @@
 //! after its COMMIT, by the settlement itself when the claim session can be
 //! shared ([`ClaimSession::unlocker`]), else by the engine at its next call.
 //!
+//! Leases: every row handed out also has a lease in the lease table, taken
+//! right after its lock ([`ClaimSession::lease`], one statement per batch)
+//! and renewed by the keeper ([`lease`]) until the row is given up; a claim
+//! skips rows with a live lease, so a row stays this replica's after the
+//! session holding its lock is gone (killed on a running server, a restart,
+//! a failover). A row whose lease another holder still has is unlocked and
+//! not handed out.
+//!
 //! Across a restart: each claim session is an *epoch* with a fence token;
 //! when it is lost (its fence cancelled, or a call fails in a way
 //! [`Driver::breaks_session`] recognises) its rows get no further attempt,
@@ -26,20 +34,26 @@
 //!   pump. A lock leaves it only once released (or its session is gone).
 //! - `outstanding`: rows handed to the pump and not yet given back.
 //! - `relocked`: rows of a lost session a claim of the current one locked.
+//! - the [`LeaseBook`]: the held rows whose leases the keeper renews (every
+//!   row handed out, parked or settling; a subset of `held`).
 
 mod driver;
 mod key;
+mod lease;
 mod settle;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use driver::{
-    ClaimSession, Driver, Locked, Opened, Page, SqlEvent, Unlock, Which, WriterSession, Written,
+    ClaimSession, Driver, KeeperSession, Locked, Opened, Page, SqlEvent, Unlock, Which,
+    WriterSession, Written,
 };
 pub use key::{LockKey, SqlHandle, Stamp};
+pub use lease::{LAPSE, LeaseBook, holder_id};
 use settle::Settled;
 
 use super::{ClaimFrom, NO_MARK_DONE, NO_MARK_FAILED};
@@ -65,6 +79,10 @@ pub struct SqlSource<D: Driver> {
     held: HashSet<LockKey>,
     outstanding: HashSet<LockKey>,
     relocked: HashSet<LockKey>,
+    /// The leased keys and the current fence, shared with the keeper.
+    leases: LeaseBook,
+    /// Stops the keeper when the source is dropped.
+    keeper: Option<Keeper>,
     /// Claim sessions opened so far: the epoch of the newest.
     epoch: u64,
     /// A claim session was lost and no call has reported it yet.
@@ -73,6 +91,20 @@ pub struct SqlSource<D: Driver> {
     offset: u64,
     /// No mark-done: the last page of a pass was handed out.
     pass_ended: bool,
+}
+
+/// The keeper task, stopped on drop.
+#[derive(Debug)]
+struct Keeper {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.task.abort();
+    }
 }
 
 /// A claim session with the stamp its rows carry.
@@ -85,8 +117,10 @@ struct Epoch<S> {
 }
 
 impl<D: Driver> SqlSource<D> {
-    /// Opens both sessions of `driver` and prepares every statement, so a
-    /// query or placeholder that does not fit fails here, at start.
+    /// Opens the sessions of `driver` (the keeper's first: it creates the
+    /// lease table the claim statements name) and prepares every statement,
+    /// so a query or placeholder that does not fit, or a lease table that
+    /// cannot be created, fails here, at start.
     pub async fn start(driver: D, config: &SqlConfig) -> Result<Self> {
         let mut source = Self {
             driver,
@@ -100,13 +134,26 @@ impl<D: Driver> SqlSource<D> {
             held: HashSet::new(),
             outstanding: HashSet::new(),
             relocked: HashSet::new(),
+            leases: LeaseBook::default(),
+            keeper: None,
             epoch: 0,
             loss_unreported: false,
             offset: 0,
             pass_ended: false,
         };
+        let keeper = source.driver.open_keeper().await?;
         source.ensure().await?;
         source.writer = Some(source.driver.open_writer().await?);
+        let stop = CancellationToken::new();
+        source.keeper = Some(Keeper {
+            task: tokio::spawn(lease::keep(
+                source.driver.clone(),
+                Some(keeper),
+                source.leases.clone(),
+                stop.clone(),
+            )),
+            stop,
+        });
         // Warned only once the statements are known to fit: a start refused
         // for bad configuration prints its one line and nothing else.
         if !source.has_mark_done {
@@ -126,7 +173,10 @@ impl<D: Driver> SqlSource<D> {
         if self.session.is_none() {
             let outstanding = &self.outstanding;
             self.held.retain(|key| outstanding.contains(key));
+            let held = &self.held;
+            self.leases.retain(|key| held.contains(key));
             let opened = self.driver.open_session().await?;
+            self.leases.began(opened.fence.clone());
             self.epoch += 1;
             self.session = Some(Epoch {
                 session: opened.session,
@@ -196,26 +246,30 @@ impl<D: Driver> SqlSource<D> {
         }
     }
 
-    /// Releases `keys`, locks of the current session, and forgets them. Without
-    /// a session they are gone with the last one.
+    /// Releases `keys`, locks of the current session, ends their leases and
+    /// forgets them. Without a session the locks are gone with the last one
+    /// and the leases expire.
     async fn unlock(&mut self, keys: &[LockKey]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
         self.drop_fenced();
-        let Some(current) = self.session.as_mut() else {
-            for key in keys {
-                self.held.remove(key);
-            }
-            return Ok(());
+        let result = match self.session.as_mut() {
+            Some(current) => current.session.unlock(keys).await,
+            None => Ok(()),
         };
-        let result = current.session.unlock(keys).await;
         if result.is_ok() {
-            for key in keys {
-                self.held.remove(key);
-            }
+            self.forget(keys);
         }
         self.checked(result)
+    }
+
+    /// Rows given up: no longer held, their leases no longer renewed.
+    fn forget(&mut self, keys: &[LockKey]) {
+        for key in keys {
+            self.held.remove(key);
+        }
+        self.leases.remove(keys);
     }
 
     /// Claims with a mark-done: lock, re-read, keep what still matches.
@@ -225,12 +279,13 @@ impl<D: Driver> SqlSource<D> {
         };
         let locked = current.session.claim(&self.held, max).await?;
         let mut fresh = Vec::with_capacity(locked.keys.len());
+        let mut distinct = HashSet::with_capacity(locked.keys.len());
         for &key in &locked.keys {
             if self.held.contains(&key) {
                 // Held from a lost session: locked now, not handed out twice;
                 // the lock is used when the old one settles.
                 self.relocked.insert(key);
-            } else {
+            } else if distinct.insert(key) {
                 fresh.push(key);
             }
         }
@@ -238,18 +293,25 @@ impl<D: Driver> SqlSource<D> {
             return Ok(Vec::new());
         }
         self.held.extend(&fresh);
-        // Re-read through a fresh snapshot: a row another replica marked
-        // done just before releasing it no longer matches.
-        let mut events = current.session.reread(&locked, &current.stamp).await?;
-        let claimed: HashSet<LockKey> = fresh.iter().copied().collect();
+        // Lease, and re-read through a fresh snapshot (a row another replica
+        // marked done just before releasing it no longer matches), pipelined
+        // where the session can.
+        let (leased, mut events) = current
+            .session
+            .lease_and_reread(&fresh, &locked, &current.stamp)
+            .await?;
+        let leased: HashSet<LockKey> = leased.into_iter().collect();
+        self.leases.add(leased.iter().copied());
+        refused_log::<D>(fresh.len(), leased.len());
+        // Only rows whose lease is committed are handed out.
         let mut seen = HashSet::with_capacity(events.len());
-        events.retain(|e| claimed.contains(&e.handle.key) && seen.insert(e.handle.key));
+        events.retain(|e| leased.contains(&e.handle.key) && seen.insert(e.handle.key));
         let mut gone = Vec::new();
         for key in &fresh {
             if seen.contains(key) {
                 continue;
             }
-            if locked.null_identity.contains(key) {
+            if leased.contains(key) && locked.null_identity.contains(key) {
                 // Parked so it does not fill every claim.
                 tracing::warn!(message = "A row has NULL in a mark-done column; it is skipped (parked) until the sidecar exits.", id = %<D::Session as ClaimSession>::event_id(*key));
             } else {
@@ -289,7 +351,23 @@ impl<D: Driver> SqlSource<D> {
         } else {
             self.offset + max as u64
         };
+        if events.is_empty() {
+            return Ok(events);
+        }
         self.held.extend(events.iter().map(|e| e.handle.key));
+        // Identical rows share a key: lease each key once.
+        let mut distinct = HashSet::with_capacity(events.len());
+        let keys: Vec<LockKey> = events
+            .iter()
+            .map(|e| e.handle.key)
+            .filter(|key| distinct.insert(*key))
+            .collect();
+        let leased: HashSet<LockKey> = current.session.lease(&keys).await?.into_iter().collect();
+        self.leases.add(leased.iter().copied());
+        refused_log::<D>(keys.len(), leased.len());
+        events.retain(|e| leased.contains(&e.handle.key));
+        let refused: Vec<LockKey> = keys.into_iter().filter(|k| !leased.contains(k)).collect();
+        self.unlock(&refused).await?;
         Ok(events)
     }
 
@@ -297,6 +375,18 @@ impl<D: Driver> SqlSource<D> {
         for handle in handles {
             self.outstanding.remove(&handle.key);
         }
+    }
+}
+
+/// Logs rows a claim locked but could not lease: another holder's lease is
+/// still live (its session died after taking it; its request may still run).
+fn refused_log<D: Driver>(locked: usize, leased: usize) {
+    if leased < locked {
+        tracing::info!(
+            message = "Rows locked but leased by another replica whose session is gone; skipped until its lease ends.",
+            source = D::KIND,
+            rows = locked - leased,
+        );
     }
 }
 
@@ -372,15 +462,18 @@ impl<D: Driver> Source for SqlSource<D> {
         self.ensure().await?;
         let epoch = self.session.as_ref().map(|s| s.stamp.epoch);
         let mut current = Vec::with_capacity(events.len());
+        let mut lost = Vec::new();
         for event in events {
             let key = event.handle.key;
             if Some(event.handle.stamp.epoch) == epoch || self.relocked.remove(&key) {
                 current.push(key);
             } else {
-                // Its lock died with its session: nothing to unlock.
-                self.held.remove(&key);
+                // Its lock died with its session: nothing to unlock; its
+                // lease expires.
+                lost.push(key);
             }
         }
+        self.forget(&lost);
         self.unlock(&current).await
     }
 

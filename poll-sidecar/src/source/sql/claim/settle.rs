@@ -157,9 +157,7 @@ impl<D: Driver> SqlSource<D> {
         }
         let unlocked = match settled.unlocked {
             Some(Ok(())) => {
-                for key in &settled.release {
-                    self.held.remove(key);
-                }
+                self.forget(&settled.release);
                 Ok(())
             }
             // Kept in the held set: a lock that may still be held is never
@@ -209,18 +207,19 @@ impl<D: Driver> SqlSource<D> {
             relocked = got.len(),
             taken_by_others = stale.saturating_sub(got.len())
         );
-        let held = &mut self.held;
+        let mut taken = Vec::new();
         rows.retain_mut(|r| {
             if r.stamp.epoch == epoch {
                 return true;
             }
             if !got.contains(&r.key) {
-                held.remove(&r.key);
+                taken.push(r.key);
                 return false;
             }
             r.stamp = stamp.clone();
             true
         });
+        self.forget(&taken);
         Ok(rows)
     }
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::source::sql::RENEW_EVERY;
 use crate::config::{Secret, SqlConnection};
 use crate::source::sql::template::{Dialect, Template};
 
@@ -36,6 +37,14 @@ struct Server {
     relock_calls: usize,
     /// Rows marked done through a session that did not hold their lock.
     unlocked_writes: usize,
+    /// Rows another replica has a live lease of (its session died).
+    foreign_leases: BTreeSet<i64>,
+    /// This replica's leases.
+    leases: BTreeSet<i64>,
+    /// The keeper's renewals fail.
+    fail_renewals: bool,
+    /// Keys of the keeper's last good renewal.
+    renewed: Vec<LockKey>,
 }
 
 type Shared = Arc<Mutex<Server>>;
@@ -60,8 +69,22 @@ fn kill(server: &Shared, id: u64) {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Fake(Shared);
+
+#[derive(Debug)]
+struct FakeKeeper(Shared);
+
+impl KeeperSession for FakeKeeper {
+    async fn renew(&mut self, keys: &[LockKey]) -> Result<()> {
+        let mut s = self.0.lock().unwrap();
+        if s.fail_renewals {
+            return Err(lost());
+        }
+        s.renewed = keys.to_vec();
+        Ok(())
+    }
+}
 
 #[derive(Debug)]
 struct FakeSession {
@@ -99,6 +122,11 @@ impl Driver for Fake {
     type Values = ();
     type Session = FakeSession;
     type Writer = FakeWriter;
+    type Keeper = FakeKeeper;
+
+    async fn open_keeper(&self) -> Result<FakeKeeper> {
+        Ok(FakeKeeper(self.0.clone()))
+    }
 
     async fn open_session(&self) -> Result<Opened<FakeSession>> {
         let mut s = self.0.lock().unwrap();
@@ -184,6 +212,18 @@ impl ClaimSession for FakeSession {
         unreachable!("every test here has a mark-done")
     }
 
+    async fn lease(&mut self, keys: &[LockKey]) -> Result<Vec<LockKey>> {
+        let mut s = self.live()?;
+        let mut got = Vec::new();
+        for k in keys {
+            if !s.foreign_leases.contains(&k.as_i64()) {
+                s.leases.insert(k.as_i64());
+                got.push(*k);
+            }
+        }
+        Ok(got)
+    }
+
     async fn unlock(&mut self, keys: &[LockKey]) -> Result<()> {
         let id = self.id;
         let mut s = self.live()?;
@@ -191,6 +231,7 @@ impl ClaimSession for FakeSession {
             if s.locks.get(k) == Some(&id) {
                 s.locks.remove(k);
             }
+            s.leases.remove(&k.as_i64());
         }
         Ok(())
     }
@@ -281,6 +322,7 @@ async fn source(rows: std::ops::RangeInclusive<i64>, skip_held: bool) -> (SqlSou
         ),
         mark_failed: None,
         restart_quiet: Duration::ZERO,
+        lease_ttl: Duration::from_secs(7),
     };
     let source = SqlSource::start(Fake(server.clone()), &config)
         .await
@@ -397,4 +439,47 @@ async fn a_failed_settlement_is_reported_by_the_next_ack_or_flush_and_its_rows_c
     );
     assert!(source.flush().await.is_err());
     assert!(source.flush().await.is_ok(), "reported once");
+}
+
+#[tokio::test]
+async fn a_row_another_replica_still_has_a_lease_of_is_unlocked_and_not_handed_out() {
+    let (mut source, server) = source(1..=3, true).await;
+    server.lock().unwrap().foreign_leases.insert(2);
+    let events = source.claim(10).await.unwrap();
+    assert_eq!(ids(&events), [1, 3]);
+    {
+        let s = server.lock().unwrap();
+        assert_eq!(s.locks.get(&key(2)), None, "unlocked at once");
+        assert_eq!(s.leases, BTreeSet::from([1, 3]));
+    }
+    assert!(source.leases.contains(&key(1)) && !source.leases.contains(&key(2)));
+    source.ack(&events).await.unwrap();
+    source.flush().await.unwrap();
+    // The next claim absorbs nothing new; the settled rows' leases are gone.
+    assert!(server.lock().unwrap().leases.is_empty());
+    assert!(!source.leases.contains(&key(1)), "no longer renewed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_keeper_renews_held_leases_and_fences_the_session_when_it_lapses() {
+    let (mut source, server) = source(1..=2, true).await;
+    let events = source.claim(10).await.unwrap();
+    tokio::time::sleep(RENEW_EVERY + Duration::from_millis(10)).await;
+    let mut renewed = server.lock().unwrap().renewed.clone();
+    renewed.sort_by_key(|k| k.as_i64());
+    assert_eq!(renewed, [key(1), key(2)]);
+    server.lock().unwrap().fail_renewals = true;
+    let fence = SqlSource::<Fake>::fence(&events[0].handle).unwrap().clone();
+    // The last good renewal was sent at 1 s: the lapse is at 3 s, seen at
+    // the keeper's tick then.
+    tokio::time::sleep(RENEW_EVERY).await;
+    assert!(!fence.is_cancelled(), "one failed renewal is not a lapse");
+    tokio::time::sleep(RENEW_EVERY).await;
+    assert!(fence.is_cancelled(), "fenced {LAPSE:?} after the last good renewal");
+    let reported = source.claim(10).await.unwrap_err().to_string();
+    assert!(reported.contains("claim session was lost"), "{reported}");
+    assert!(
+        source.leases.contains(&key(1)),
+        "rows still with the pump keep their leases"
+    );
 }
