@@ -143,9 +143,13 @@ pub fn end_leases(n: usize) -> String {
 pub const LEASES_EXIST: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'kipper_poll_leases'";
 
-/// The lease table. The key is the ASCII `GET_LOCK` name.
+/// The lease table. The key is the `GET_LOCK` name. Both texts are binary
+/// strings: compared with the name the claim computes (in the connection's
+/// character set) a binary column needs no conversion and keeps its index,
+/// where a `VARCHAR` in the database's default (e.g. latin1) is an "illegal
+/// mix of collations".
 pub const CREATE_LEASES: &str = "CREATE TABLE IF NOT EXISTS kipper_poll_leases \
-    (lock_key VARCHAR(64) PRIMARY KEY, holder VARCHAR(64) NOT NULL, expires_at DATETIME(6) NOT NULL) ENGINE=InnoDB";
+    (lock_key VARBINARY(64) PRIMARY KEY, holder VARBINARY(64) NOT NULL, expires_at DATETIME(6) NOT NULL) ENGINE=InnoDB";
 
 /// Uses every right the sidecar needs on the lease table, changing nothing:
 /// the server checks rights before it finds there is nothing to do.
