@@ -218,11 +218,17 @@ impl ClaimSession for Session {
             let padded = chunk.len().next_power_of_two();
             // The lease first: a lease without its lock, or the other way
             // round, keeps other replicas out either way.
-            let end = cached(&mut self.conn, &mut self.end_leases, padded, statements::end_leases)
-                .await?;
+            let end = cached(
+                &mut self.conn,
+                &mut self.end_leases,
+                padded,
+                statements::end_leases,
+            )
+            .await?;
             let params = padded_names(self.seed, chunk, padded, std::slice::from_ref(&holder));
             self.conn.exec_drop(&end, params).await?;
-            let unlock = cached(&mut self.conn, &mut self.unlock, padded, statements::unlock).await?;
+            let unlock =
+                cached(&mut self.conn, &mut self.unlock, padded, statements::unlock).await?;
             self.conn
                 .exec_drop(&unlock, padded_names(self.seed, chunk, padded, &[]))
                 .await?;

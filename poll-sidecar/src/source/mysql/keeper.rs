@@ -1,7 +1,7 @@
 //! The MySQL / MariaDB lease keeper's session (its own connection), and the
-//! lease table it makes sure of when it opens: created if missing, and usable
-//! by this user. A table pre-created by an administrator needs no CREATE
-//! right.
+//! lease table the claim session makes sure of when it opens (after the
+//! query was checked): created if missing, and usable by this user. A table
+//! pre-created by an administrator needs no CREATE right.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,10 +30,9 @@ pub struct MyKeeper {
 }
 
 impl MyKeeper {
-    /// Connects and makes sure of the lease table.
+    /// Connects.
     pub async fn open(config: &SqlConfig, seed: u64, holder: Arc<str>) -> Result<Self> {
-        let mut conn = session::connect(config).await?;
-        lease_table(&mut conn, config).await?;
+        let conn = session::connect(config).await?;
         Ok(Self {
             conn,
             renew: HashMap::new(),
@@ -63,7 +62,7 @@ impl KeeperSession for MyKeeper {
 
 /// Creates the lease table unless it exists, then checks this user's rights
 /// on it: a refusal is bad configuration, with the fix.
-async fn lease_table(conn: &mut Conn, config: &SqlConfig) -> Result<()> {
+pub async fn lease_table(conn: &mut Conn, config: &SqlConfig) -> Result<()> {
     let user = &config.connection.user;
     let exists = async |conn: &mut Conn| -> Result<bool> {
         let n: Option<u64> = conn.query_first(statements::LEASES_EXIST).await?;

@@ -142,6 +142,8 @@ impl Session {
             find(key, "KIPPER_MARK_DONE")?;
         }
         let bound_at = bound.positions(keys, find)?;
+        // The claim statements name it.
+        super::keeper::lease_table(&mut conn, config).await?;
         let claim_sql = if keys.is_empty() {
             statements::claim_rows(query, &user_columns, seed)
         } else {

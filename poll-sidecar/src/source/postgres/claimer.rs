@@ -66,6 +66,8 @@ impl Claimer {
         }
         let bound_at =
             bound.positions(keys, |name, setting| session::find(&columns, name, setting))?;
+        // The claim statements name it.
+        super::keeper::lease_table(&client, config).await?;
         let claim_sql = if keys.is_empty() {
             statements::claim_rows(&config.query, seed)
         } else {
@@ -74,9 +76,7 @@ impl Claimer {
         let claim = client.prepare(&claim_sql).await?;
         let unlock = client.prepare(statements::UNLOCK).await?;
         let relock = client.prepare(statements::RELOCK).await?;
-        let lease = client
-            .prepare(&statements::lease(config.lease_ttl))
-            .await?;
+        let lease = client.prepare(&statements::lease(config.lease_ttl)).await?;
         let uptime = session::uptime(&client).await?;
         let session = Self {
             client: Arc::new(client),

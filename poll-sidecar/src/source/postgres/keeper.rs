@@ -1,6 +1,7 @@
 //! The PostgreSQL lease keeper's session (its own connection), and the lease
-//! table it makes sure of when it opens: created if missing, and usable by
-//! this user. A table pre-created by an administrator needs no CREATE right.
+//! table the claim session makes sure of when it opens (after the query was
+//! checked): created if missing, and usable by this user. A table
+//! pre-created by an administrator needs no CREATE right.
 
 use std::sync::Arc;
 
@@ -21,13 +22,10 @@ pub struct PgKeeper {
 }
 
 impl PgKeeper {
-    /// Connects, makes sure of the lease table and prepares the renewal.
+    /// Connects and prepares the renewal.
     pub async fn open(config: &SqlConfig, holder: Arc<str>) -> Result<Self> {
         let client = session::connect(config).await?;
-        lease_table(&client, config).await?;
-        let renew = client
-            .prepare(&statements::renew(config.lease_ttl))
-            .await?;
+        let renew = client.prepare(&statements::renew(config.lease_ttl)).await?;
         Ok(Self {
             client,
             renew,
@@ -55,7 +53,7 @@ async fn exists(client: &Client) -> Result<bool> {
 
 /// Creates the lease table unless it exists, then checks this user's rights
 /// on it: a refusal is bad configuration, with the fix.
-async fn lease_table(client: &Client, config: &SqlConfig) -> Result<()> {
+pub async fn lease_table(client: &Client, config: &SqlConfig) -> Result<()> {
     let user = &config.connection.user;
     if !exists(client).await? {
         if let Err(error) = client.batch_execute(statements::CREATE_LEASES).await {

@@ -174,7 +174,10 @@ mod tests {
             claim.contains("THEN false WHEN EXISTS (SELECT 1 FROM kipper_poll_leases"),
             "a leased row is skipped before the lock: {claim}"
         );
-        assert!(lease(Duration::from_secs(7)).contains("clock_timestamp() + interval '7000 milliseconds'"));
+        assert!(
+            lease(Duration::from_secs(7))
+                .contains("clock_timestamp() + interval '7000 milliseconds'")
+        );
         let verify = verify(q, &["a".into(), "b\"c".into()], 7, 2);
         assert!(
             verify.ends_with("WHERE (kipper_q.\"a\", kipper_q.\"b\"\"c\") IN (($1, $2), ($3, $4))"),

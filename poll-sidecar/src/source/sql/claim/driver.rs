@@ -42,15 +42,16 @@ pub trait Driver: Debug + Clone + Send + Sync + 'static {
     type Keeper: KeeperSession;
 
     /// Opens a claim session with every statement prepared, so a query or
-    /// placeholder that does not fit fails here with one line.
+    /// placeholder that does not fit fails here with one line; then makes
+    /// sure of the lease table its statements name (created if missing): a
+    /// server that refuses to create it, or this user the rights to use it,
+    /// is bad configuration, [`Error::is_config`].
     fn open_session(&self) -> impl Future<Output = Result<Opened<Self::Session>>> + Send;
 
     /// Opens the writer session and prepares the mark-done / mark-failed.
     fn open_writer(&self) -> impl Future<Output = Result<Self::Writer>> + Send;
 
-    /// Opens the lease keeper's session, creating the lease table first if
-    /// it does not exist: a server that refuses to create it (or this user
-    /// the rights to use it) is bad configuration, [`Error::is_config`].
+    /// Opens the lease keeper's session.
     fn open_keeper(&self) -> impl Future<Output = Result<Self::Keeper>> + Send;
 
     /// Whether `error`, returned by a call on the claim session, means the

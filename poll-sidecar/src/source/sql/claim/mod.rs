@@ -117,10 +117,9 @@ struct Epoch<S> {
 }
 
 impl<D: Driver> SqlSource<D> {
-    /// Opens the sessions of `driver` (the keeper's first: it creates the
-    /// lease table the claim statements name) and prepares every statement,
-    /// so a query or placeholder that does not fit, or a lease table that
-    /// cannot be created, fails here, at start.
+    /// Opens the sessions of `driver` and prepares every statement, so a
+    /// query or placeholder that does not fit, or a lease table that cannot
+    /// be created or used, fails here, at start.
     pub async fn start(driver: D, config: &SqlConfig) -> Result<Self> {
         let mut source = Self {
             driver,
@@ -141,9 +140,9 @@ impl<D: Driver> SqlSource<D> {
             offset: 0,
             pass_ended: false,
         };
-        let keeper = source.driver.open_keeper().await?;
         source.ensure().await?;
         source.writer = Some(source.driver.open_writer().await?);
+        let keeper = source.driver.open_keeper().await?;
         let stop = CancellationToken::new();
         source.keeper = Some(Keeper {
             task: tokio::spawn(lease::keep(

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::source::sql::RENEW_EVERY;
 use crate::config::{Secret, SqlConnection};
+use crate::source::sql::RENEW_EVERY;
 use crate::source::sql::template::{Dialect, Template};
 
 /// Another replica's session.
@@ -475,7 +475,10 @@ async fn the_keeper_renews_held_leases_and_fences_the_session_when_it_lapses() {
     tokio::time::sleep(RENEW_EVERY).await;
     assert!(!fence.is_cancelled(), "one failed renewal is not a lapse");
     tokio::time::sleep(RENEW_EVERY).await;
-    assert!(fence.is_cancelled(), "fenced {LAPSE:?} after the last good renewal");
+    assert!(
+        fence.is_cancelled(),
+        "fenced {LAPSE:?} after the last good renewal"
+    );
     let reported = source.claim(10).await.unwrap_err().to_string();
     assert!(reported.contains("claim session was lost"), "{reported}");
     assert!(
