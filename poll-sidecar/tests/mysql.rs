@@ -112,7 +112,11 @@ async fn lost_connection_mid_run_loses_nothing() {
             "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{t}'"
         ))
         .await;
-    assert_eq!(ids.len(), 3, "the claim, watcher and writer connections");
+    assert_eq!(
+        ids.len(),
+        4,
+        "the claim, watcher, writer and lease keeper connections"
+    );
     for id in ids {
         db.exec(&format!("KILL {id}")).await;
     }

@@ -100,8 +100,8 @@ async fn lost_connection_mid_run_loses_nothing() {
         ))
         .await;
     assert_eq!(
-        killed, 2,
-        "the sidecar's claim and writer sessions were found and killed"
+        killed, 3,
+        "the sidecar's claim, writer and lease keeper sessions were found and killed"
     );
     support::wait_until("all rows done", long, async || {
         db.with_status(&t, "done").await == 1000

@@ -68,24 +68,24 @@ pub async fn lease_table(conn: &mut Conn, config: &SqlConfig) -> Result<()> {
         let n: Option<u64> = conn.query_first(statements::LEASES_EXIST).await?;
         Ok(n.unwrap_or(0) > 0)
     };
-    if !exists(conn).await? {
-        if let Err(error) = conn.query_drop(statements::CREATE_LEASES).await {
-            if !matches!(error, mysql_async::Error::Server(_)) {
-                return Err(error.into());
-            }
-            // Another replica may have created it meanwhile.
-            if !exists(conn).await? {
-                return Err(Error::config(
-                    "KIPPER_SOURCE_URL",
-                    format!(
-                        "cannot create the lease table kipper_poll_leases: {}; grant user {user:?} CREATE on the database, \
+    if !exists(conn).await?
+        && let Err(error) = conn.query_drop(statements::CREATE_LEASES).await
+    {
+        if !matches!(error, mysql_async::Error::Server(_)) {
+            return Err(error.into());
+        }
+        // Another replica may have created it meanwhile.
+        if !exists(conn).await? {
+            return Err(Error::config(
+                "KIPPER_SOURCE_URL",
+                format!(
+                    "cannot create the lease table kipper_poll_leases: {}; grant user {user:?} CREATE on the database, \
                          or have an administrator create the table (README.md, \"The lease table\"): {}; \
                          GRANT SELECT, INSERT, UPDATE, DELETE ON kipper_poll_leases TO {user}",
-                        server_message(&error),
-                        statements::CREATE_LEASES,
-                    ),
-                ));
-            }
+                    server_message(&error),
+                    statements::CREATE_LEASES,
+                ),
+            ));
         }
     }
     for probe in statements::LEASE_RIGHTS {

@@ -55,24 +55,24 @@ async fn exists(client: &Client) -> Result<bool> {
 /// on it: a refusal is bad configuration, with the fix.
 pub async fn lease_table(client: &Client, config: &SqlConfig) -> Result<()> {
     let user = &config.connection.user;
-    if !exists(client).await? {
-        if let Err(error) = client.batch_execute(statements::CREATE_LEASES).await {
-            // Another replica may have created it meanwhile.
-            if error.as_db_error().is_none() {
-                return Err(error.into());
-            }
-            if !exists(client).await? {
-                return Err(Error::config(
-                    "KIPPER_SOURCE_URL",
-                    format!(
-                        "cannot create the lease table kipper_poll_leases: {}; grant user {user:?} CREATE on its schema, \
+    if !exists(client).await?
+        && let Err(error) = client.batch_execute(statements::CREATE_LEASES).await
+    {
+        // Another replica may have created it meanwhile.
+        if error.as_db_error().is_none() {
+            return Err(error.into());
+        }
+        if !exists(client).await? {
+            return Err(Error::config(
+                "KIPPER_SOURCE_URL",
+                format!(
+                    "cannot create the lease table kipper_poll_leases: {}; grant user {user:?} CREATE on its schema, \
                          or have an administrator create the table (README.md, \"The lease table\"): {}; \
                          GRANT SELECT, INSERT, UPDATE, DELETE ON kipper_poll_leases TO {user}",
-                        db_message(&error),
-                        statements::CREATE_LEASES,
-                    ),
-                ));
-            }
+                    db_message(&error),
+                    statements::CREATE_LEASES,
+                ),
+            ));
         }
     }
     let missing: Option<String> = client

@@ -13,8 +13,9 @@
 //! evaluated inside the polling query itself so one round trip claims a
 //! batch and rows locked by others are skipped. The lock lives as long as
 //! the session: a sidecar that dies (SIGKILL, lost connection) loses its
-//! session and the server frees its rows at once; an idle sidecar holds no
-//! lock and no transaction.
+//! session and the server frees its locks at once (its rows come back when
+//! their leases expire, see "Leases"); an idle sidecar holds no lock and no
+//! transaction.
 //!
 //! The claim's snapshot can predate a mark-done another replica committed
 //! just before releasing its lock, so after locking, the claimed rows are
@@ -34,13 +35,14 @@
 //! # Across a restart of the database
 //!
 //! Session locks die with the server's sessions, while this replica's HTTP
-//! requests for those rows are still in flight and cannot be recalled. Three
+//! requests for those rows are still in flight and cannot be recalled. Four
 //! rules keep another replica from delivering such a row at the same time:
 //!
 //! 1. **Fence.** Every claim session has a fence token, cancelled the moment
 //!    the session is known to be gone (PostgreSQL: its connection task ends;
 //!    MySQL: a watcher connection pings every [`WATCH_EVERY`]; either: a
-//!    call on it fails in a way [`claim::Driver::breaks_session`] knows).
+//!    call on it fails in a way [`claim::Driver::breaks_session`] knows, or
+//!    the lease keeper could not renew in time).
 //!    From then on no attempt of a row claimed on that
 //!    session starts ([`crate::source::Source::fence`]); the one in flight
 //!    ends within `KIPPER_DELIVERY_TIMEOUT`.
@@ -57,18 +59,43 @@
 //!    restarted server is new, including those of replicas started meanwhile,
 //!    so by the time any replica claims, every request of the old sessions has
 //!    ended (rule 1), provided the holder noticed the loss within the margin.
+//! 4. **Leases** (below): rows stay this replica's while it may deliver them,
+//!    whatever happens to the session holding their locks.
 //!
-//! The three rules are applied once, by [`claim::SqlSource`]; a driver only
-//! reports its session's fence and its server's uptime.
+//! The rules are applied once, by [`claim::SqlSource`]; a driver only
+//! reports its session's fence and its server's uptime, and brings the SQL.
 //!
-//! What this does not cover: a single session ended by the server while the
-//! server keeps running (`pg_terminate_backend`, `KILL`, a proxy that drops
-//! it) frees its rows at once; another replica may claim them while the
-//! holder's request (one attempt, at most the delivery timeout) is running.
-//! A lost network path is covered as long as the server notices it later than
-//! the holder does (TCP keepalive: minutes to hours by default). Closing that
-//! gap needs leases that outlive sessions, i.e. writes per claim; see
-//! ARCHITECTURE.md.
+//! # Leases
+//!
+//! Rules 1-3 leave a gap: a single session ended by a server that keeps
+//! running (`pg_terminate_backend`, `KILL`, a proxy that drops it) frees its
+//! locks at once, while the holder's request runs on. So every row handed out
+//! also has a lease: a row of [`LEASE_TABLE`] (the lock key, a holder id per
+//! process, an expiry by the server's clock) in the same database, a logged
+//! table, so it also survives a restart and a failover to a standby that
+//! replicated it.
+//!
+//! - The table is created at start if it does not exist (checked first, so a
+//!   user without CREATE works once an administrator created it); a refusal
+//!   is bad configuration.
+//! - A claim skips rows with a live lease (PostgreSQL: in the CASE before the
+//!   lock; MySQL: in the WHERE, beside the `IS_USED_LOCK` filter), then takes
+//!   the leases of the rows it locked in one statement, an upsert that takes
+//!   a lease only if it expired: a row whose lease another holder still has
+//!   (its session died after taking it) is unlocked and not handed out. Only
+//!   rows whose lease is committed reach the pump.
+//! - Every unlock also deletes this holder's leases of those rows. Rows whose
+//!   lock died with a lost session keep their leases, renewed while the pump
+//!   still has them, then expiring.
+//! - A keeper task per source, on its own connection, renews every
+//!   [`RENEW_EVERY`] the leases of the rows this replica holds; after two
+//!   periods without a renewal (from when the last good one was sent) it
+//!   cancels the claim session's fence (rule 1). With the TTL of
+//!   [`lease_ttl`], every attempt that started before the fence ends before
+//!   its lease can expire.
+//!
+//! The locks stay: they are the fast exclusion among live sessions and what
+//! the claim statement takes in one round trip; the lease outlives them.
 
 pub mod claim;
 pub mod connect;

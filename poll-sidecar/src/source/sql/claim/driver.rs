@@ -28,6 +28,10 @@ use crate::{Error, Result};
 /// A claimed event of a SQL source with values `V`.
 pub type SqlEvent<V> = Claimed<SqlHandle<V>>;
 
+/// The keys leased and the rows read again, of
+/// [`ClaimSession::lease_and_reread`].
+pub type LeasedRows<V> = (Vec<LockKey>, Vec<SqlEvent<V>>);
+
 /// One database: how to open its sessions. Cloned once, into the keeper.
 pub trait Driver: Debug + Clone + Send + Sync + 'static {
     /// Short name for logs and metrics, e.g. `postgres`.
@@ -131,7 +135,7 @@ pub trait ClaimSession: Debug + Send + 'static {
         keys: &[LockKey],
         locked: &Locked<Self::Rows>,
         stamp: &Stamp,
-    ) -> impl Future<Output = Result<(Vec<LockKey>, Vec<SqlEvent<Self::Values>>)>> + Send {
+    ) -> impl Future<Output = Result<LeasedRows<Self::Values>>> + Send {
         async move {
             let leased = self.lease(keys).await?;
             let events = self.reread(locked, stamp).await?;
