@@ -37,7 +37,12 @@ pub fn holder_id() -> String {
 /// was extended no earlier) and when the current claim session began (its
 /// leases were all taken after that).
 pub fn lapsed(now: Instant, last_good: Instant, session_began: Instant) -> bool {
-    now.saturating_duration_since(last_good.max(session_began)) >= LAPSE
+    until_lapse(now, last_good, session_began).is_zero()
+}
+
+/// How long until the keeper lapses (zero: it has).
+fn until_lapse(now: Instant, last_good: Instant, session_began: Instant) -> Duration {
+    LAPSE.saturating_sub(now.saturating_duration_since(last_good.max(session_began)))
 }
 
 /// What the engine shares with the keeper.
@@ -108,6 +113,18 @@ impl LeaseBook {
         self.lock().keys.contains(key)
     }
 
+    /// How long a renewal may take so that the lapse check after it is on
+    /// time: until the lapse of a live fence, at most a period.
+    fn renewal_bound(&self, now: Instant, last_good: Instant) -> Duration {
+        let book = self.lock();
+        match &book.fence {
+            Some(fence) if !fence.is_cancelled() => {
+                until_lapse(now, last_good, book.began).min(RENEW_EVERY)
+            }
+            _ => RENEW_EVERY,
+        }
+    }
+
     /// Fences the current claim session if the keeper lapsed; true if it did.
     fn fence_if_lapsed(&self, now: Instant, last_good: Instant) -> bool {
         let mut book = self.lock();
@@ -145,11 +162,13 @@ pub async fn keep<D: Driver>(
         }
         let sent = Instant::now();
         let keys = book.snapshot();
+        let bound = book.renewal_bound(sent, last_good);
         let renewed = if keys.is_empty() {
             // Nothing to protect: leases taken later are fresher than now.
             Ok(())
         } else {
-            // Bounded, so a hung connection cannot delay the lapse check.
+            // Bounded, so a hung connection cannot delay the lapse check
+            // (a lapse due now fails it at once: the check below fences).
             let attempt = async {
                 let keeper = match session.as_mut() {
                     Some(keeper) => keeper,
@@ -157,11 +176,11 @@ pub async fn keep<D: Driver>(
                 };
                 keeper.renew(&keys).await
             };
-            match tokio::time::timeout(RENEW_EVERY, attempt).await {
+            match tokio::time::timeout(bound, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err(crate::Error::Source {
                     kind: D::KIND,
-                    message: format!("no answer within {RENEW_EVERY:?}"),
+                    message: format!("no answer within {bound:?}"),
                 }),
             }
         };
@@ -221,6 +240,31 @@ mod tests {
         assert!(
             !book.fence_if_lapsed(Instant::now(), last_good),
             "a fence is cancelled once"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_may_not_outlast_the_lapse_it_would_miss() {
+        let book = LeaseBook::default();
+        let last_good = Instant::now();
+        assert_eq!(book.renewal_bound(Instant::now(), last_good), RENEW_EVERY);
+        book.began(CancellationToken::new());
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(
+            book.renewal_bound(Instant::now(), last_good),
+            Duration::from_millis(500),
+            "the session began at the last good renewal: 0.5 s left"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            book.renewal_bound(Instant::now(), last_good),
+            Duration::ZERO
+        );
+        assert!(book.fence_if_lapsed(Instant::now(), last_good));
+        assert_eq!(
+            book.renewal_bound(Instant::now(), last_good),
+            RENEW_EVERY,
+            "once fenced, renewals go on for the rows still in flight"
         );
     }
 
