@@ -32,7 +32,8 @@ pub struct MyKeeper {
 impl MyKeeper {
     /// Connects.
     pub async fn open(config: &SqlConfig, seed: u64, holder: Arc<str>) -> Result<Self> {
-        let conn = session::connect(config).await?;
+        let mut conn = session::connect(config).await?;
+        session::lease_isolation(&mut conn).await?;
         Ok(Self {
             conn,
             renew: HashMap::new(),

@@ -68,6 +68,16 @@ pub async fn connect(config: &SqlConfig) -> Result<Conn> {
     }
 }
 
+/// READ COMMITTED for a session that writes the lease table: no gap locks
+/// for keys a DELETE or UPDATE does not find, so the lease writes of
+/// replicas (disjoint keys) do not deadlock. Each statement still reads one
+/// fresh snapshot, as in autocommit under REPEATABLE READ.
+pub async fn lease_isolation(conn: &mut Conn) -> Result<()> {
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await?;
+    Ok(())
+}
+
 /// A statement for `n` items prepared once per size on `conn`, in `cache`.
 pub async fn cached(
     conn: &mut Conn,
@@ -108,6 +118,7 @@ impl Session {
         holder: Arc<str>,
     ) -> Result<Opened<Self>> {
         let mut conn = connect(config).await?;
+        lease_isolation(&mut conn).await?;
         let query = &config.query;
         let columns = conn.prep(statements::columns(query)).await.map_err(|e| {
             Error::config(

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// of an allocation per row (a `String` name cost one per set it was in);
 /// the MySQL name is spelled out again only when it is sent to the server
 /// (unlock, relock), where the driver needs a string parameter anyway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LockKey(u128);
 
 impl LockKey {

@@ -43,6 +43,8 @@ struct Server {
     leases: BTreeSet<i64>,
     /// The keeper's renewals fail.
     fail_renewals: bool,
+    /// The next lease statement fails (a deadlock) without ending the session.
+    fail_lease: bool,
     /// Keys of the keeper's last good renewal.
     renewed: Vec<LockKey>,
 }
@@ -214,6 +216,12 @@ impl ClaimSession for FakeSession {
 
     async fn lease(&mut self, keys: &[LockKey]) -> Result<Vec<LockKey>> {
         let mut s = self.live()?;
+        if std::mem::take(&mut s.fail_lease) {
+            return Err(Error::Source {
+                kind: "fake",
+                message: "deadlock".into(),
+            });
+        }
         let mut got = Vec::new();
         for k in keys {
             if !s.foreign_leases.contains(&k.as_i64()) {
@@ -484,5 +492,18 @@ async fn the_keeper_renews_held_leases_and_fences_the_session_when_it_lapses() {
     assert!(
         source.leases.contains(&key(1)),
         "rows still with the pump keep their leases"
+    );
+}
+
+#[tokio::test]
+async fn rows_whose_lease_failed_are_let_go_not_kept_locked() {
+    let (mut source, server) = source(1..=2, true).await;
+    server.lock().unwrap().fail_lease = true;
+    assert!(source.claim(10).await.is_err());
+    assert!(server.lock().unwrap().locks.is_empty(), "unlocked");
+    assert_eq!(
+        ids(&source.claim(10).await.unwrap()),
+        [1, 2],
+        "and claimed again"
     );
 }
