@@ -82,8 +82,10 @@
 //!   lock; MySQL: in the WHERE, beside the `IS_USED_LOCK` filter), then takes
 //!   the leases of the rows it locked in one statement, an upsert that takes
 //!   a lease only if it expired: a row whose lease another holder still has
-//!   (its session died after taking it) is unlocked and not handed out. Only
-//!   rows whose lease is committed reach the pump.
+//!   (its session died after taking it, possibly while this claim ran: the
+//!   filter reads the claim's snapshot, the upsert the latest rows) is
+//!   unlocked and not handed out. Only rows whose lease is committed reach
+//!   the pump; a lease statement that fails lets its rows go.
 //! - Every unlock also deletes this holder's leases of those rows. Rows whose
 //!   lock died with a lost session keep their leases, renewed while the pump
 //!   still has them, then expiring.
