@@ -1,7 +1,8 @@
 //! The lease table at start, on the shared PostgreSQL: a user that may not
 //! create it is refused with one line and exit code 2 (the fix in it); once
 //! an administrator pre-created it and granted its rights, the same user
-//! starts and delivers without any CREATE right.
+//! starts and delivers without any CREATE right, and sweeps a lease a dead
+//! replica left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -72,9 +73,11 @@ async fn a_user_without_create_is_refused_until_the_table_is_pre_created() {
         )
     );
 
-    // With every right it needs, and still no CREATE: it delivers.
+    // With every right it needs, and still no CREATE: it delivers. A lease
+    // a dead replica left behind two minutes ago is swept at start.
     db.exec(&format!(
-        "GRANT DELETE ON {schema}.kipper_poll_leases TO {role}"
+        "GRANT DELETE ON {schema}.kipper_poll_leases TO {role}; \
+         INSERT INTO {schema}.kipper_poll_leases VALUES (42, 'dead-replica', now() - interval '2 minutes')"
     ))
     .await;
     let handler = Handler::start(0, &[]);
@@ -98,7 +101,7 @@ async fn a_user_without_create_is_refused_until_the_table_is_pre_created() {
     assert_eq!(
         db.count(&leases).await,
         0,
-        "settled rows leave no lease behind"
+        "settled rows leave no lease behind, and the dead replica's was swept"
     );
     drop(sidecar);
     db.exec(&format!(

@@ -59,6 +59,11 @@ impl KeeperSession for MyKeeper {
         }
         Ok(())
     }
+
+    async fn sweep(&mut self) -> Result<u64> {
+        self.conn.query_drop(statements::sweep()).await?;
+        Ok(self.conn.affected_rows())
+    }
 }
 
 /// Creates the lease table unless it exists, then checks this user's rights

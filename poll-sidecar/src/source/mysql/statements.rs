@@ -139,6 +139,16 @@ pub fn end_leases(n: usize) -> String {
     )
 }
 
+/// Deletes leases that expired more than [`SWEEP_AFTER`] ago, of any holder.
+///
+/// [`SWEEP_AFTER`]: crate::source::sql::SWEEP_AFTER
+pub fn sweep() -> String {
+    format!(
+        "DELETE FROM kipper_poll_leases WHERE expires_at < NOW(6) - INTERVAL {} SECOND",
+        crate::source::sql::SWEEP_AFTER.as_secs()
+    )
+}
+
 /// Whether the lease table exists in the current database.
 pub const LEASES_EXIST: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'kipper_poll_leases'";

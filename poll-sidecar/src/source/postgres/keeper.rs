@@ -18,6 +18,7 @@ use crate::{Error, Result};
 pub struct PgKeeper {
     client: Client,
     renew: Statement,
+    sweep: Statement,
     holder: Arc<str>,
 }
 
@@ -26,9 +27,11 @@ impl PgKeeper {
     pub async fn open(config: &SqlConfig, holder: Arc<str>) -> Result<Self> {
         let client = session::connect(config).await?;
         let renew = client.prepare(&statements::renew(config.lease_ttl)).await?;
+        let sweep = client.prepare(&statements::sweep()).await?;
         Ok(Self {
             client,
             renew,
+            sweep,
             holder,
         })
     }
@@ -41,6 +44,10 @@ impl KeeperSession for PgKeeper {
             .execute(&self.renew, &[&&*self.holder, &keys])
             .await?;
         Ok(())
+    }
+
+    async fn sweep(&mut self) -> Result<u64> {
+        Ok(self.client.execute(&self.sweep, &[]).await?)
     }
 }
 

@@ -126,6 +126,16 @@ pub fn renew(ttl: Duration) -> String {
     )
 }
 
+/// Deletes leases that expired more than [`SWEEP_AFTER`] ago, of any holder.
+///
+/// [`SWEEP_AFTER`]: crate::source::sql::SWEEP_AFTER
+pub fn sweep() -> String {
+    format!(
+        "DELETE FROM kipper_poll_leases WHERE expires_at < clock_timestamp() - interval '{} seconds'",
+        crate::source::sql::SWEEP_AFTER.as_secs()
+    )
+}
+
 /// Whether the lease table exists (on the search path).
 pub const LEASES_EXIST: &str = "SELECT to_regclass('kipper_poll_leases') IS NOT NULL";
 

@@ -94,7 +94,9 @@
 //!   periods without a renewal (from when the last good one was sent) it
 //!   cancels the claim session's fence (rule 1). With the TTL of
 //!   [`lease_ttl`], every attempt that started before the fence ends before
-//!   its lease can expire.
+//!   its lease can expire. Once a minute (and at start) it also deletes
+//!   leases of any holder that expired more than [`SWEEP_AFTER`] ago: what a
+//!   replica that died holding them left behind.
 //!
 //! The locks stay: they are the fast exclusion among live sessions and what
 //! the claim statement takes in one round trip; the lease outlives them.
@@ -118,6 +120,14 @@ pub const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// How often the lease keeper renews this replica's leases (see "Leases").
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+/// How long after its expiry the keeper deletes a lease (of any holder). An
+/// expired lease already lets every replica in; the slack only spares a
+/// delete of a lease its holder is about to take again.
+pub const SWEEP_AFTER: Duration = Duration::from_secs(60);
+
+/// How many renewal periods apart the keeper sweeps expired leases.
+pub const SWEEP_EVERY_TICKS: u32 = 60;
 
 /// The table of claim leases kipper-poll keeps in the user's database.
 pub const LEASE_TABLE: &str = "kipper_poll_leases";

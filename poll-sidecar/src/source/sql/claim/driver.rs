@@ -244,4 +244,12 @@ pub trait KeeperSession: Debug + Send + 'static {
     /// Extends this replica's leases of `keys` to the lease TTL from now (the
     /// server's clock); keys whose lease is not this replica's are untouched.
     fn renew(&mut self, keys: &[LockKey]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes leases of any holder that expired more than [`SWEEP_AFTER`]
+    /// ago (a replica that died holding them); returns how many. An expired
+    /// lease already lets every replica in, so deleting it changes nothing
+    /// but the table's size.
+    ///
+    /// [`SWEEP_AFTER`]: crate::source::sql::SWEEP_AFTER
+    fn sweep(&mut self) -> impl Future<Output = Result<u64>> + Send;
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::driver::{Driver, KeeperSession};
 use super::key::LockKey;
-use crate::source::sql::RENEW_EVERY;
+use crate::source::sql::{RENEW_EVERY, SWEEP_EVERY_TICKS};
 
 /// How long the keeper may go without a successful renewal before it fences
 /// the current claim session.
@@ -142,6 +142,25 @@ impl LeaseBook {
     }
 }
 
+/// Deletes leases that expired long ago (of replicas that died holding them).
+/// Bounded by a renewal period, so it never delays a renewal much; a failure
+/// only leaves the table as it was.
+async fn sweep<K: KeeperSession>(keeper: &mut K, kind: &'static str) {
+    match tokio::time::timeout(RENEW_EVERY, keeper.sweep()).await {
+        Ok(Ok(0)) | Err(_) => {}
+        Ok(Ok(swept)) => {
+            tracing::info!(
+                message = "Expired claim leases deleted.",
+                source = kind,
+                swept
+            );
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(message = "Deleting expired claim leases failed.", source = kind, %error);
+        }
+    }
+}
+
 /// The keeper task: renews the leases in `book` every [`RENEW_EVERY`] on a
 /// connection of its own (opened again at the next tick when it fails) and
 /// fences the claim session after a [`LAPSE`]. Runs until `stop`.
@@ -155,11 +174,18 @@ pub async fn keep<D: Driver>(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_good = Instant::now();
     let mut failing = false;
+    let mut ticks: u32 = 0;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        if ticks.is_multiple_of(SWEEP_EVERY_TICKS)
+            && let Some(keeper) = session.as_mut()
+        {
+            sweep(keeper, D::KIND).await;
+        }
+        ticks = ticks.wrapping_add(1);
         let sent = Instant::now();
         let keys = book.snapshot();
         let bound = book.renewal_bound(sent, last_good);

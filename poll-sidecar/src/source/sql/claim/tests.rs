@@ -86,6 +86,10 @@ impl KeeperSession for FakeKeeper {
         s.renewed = keys.to_vec();
         Ok(())
     }
+
+    async fn sweep(&mut self) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 #[derive(Debug)]
