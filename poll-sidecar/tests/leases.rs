@@ -68,7 +68,7 @@ async fn a_user_without_create_is_refused_until_the_table_is_pre_created() {
     assert_eq!(
         stderr,
         format!(
-            "kipper-poll: KIPPER_SOURCE_URL: user \"{role}\" lacks DELETE on the lease table kipper_poll_leases; \
+            "kipper-poll: KIPPER_SOURCE_URL: user \"{role}\" cannot use the lease table kipper_poll_leases: it lacks DELETE; \
              GRANT SELECT, INSERT, UPDATE, DELETE ON kipper_poll_leases TO {role}\n"
         )
     );

@@ -88,7 +88,7 @@ impl<H> Settlement<H> {
             Settled::Dead { attempts, error } => self.dead.push(DeadLetter {
                 event,
                 attempts,
-                error: error.to_string(),
+                error,
             }),
             Settled::Cancelled { .. } => self.cancelled.push(event),
         }
@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(settled.take_done().len(), 1);
         assert_eq!(settled.since, Some(first), "the dead one still waits");
         let dead = settled.take_dead();
-        assert_eq!((dead[0].attempts, dead[0].error.as_str()), (3, "HTTP 500"));
+        assert_eq!(
+            (dead[0].attempts, dead[0].error.to_string().as_str()),
+            (3, "HTTP 500")
+        );
         assert_eq!(settled.since, None);
     }
 }

@@ -49,6 +49,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use crate::Result;
+use crate::delivery::Failure;
 
 /// An event held by this replica until it is acknowledged, dead-lettered or
 /// released.
@@ -70,8 +71,9 @@ pub struct DeadLetter<H> {
     pub event: Claimed<H>,
     /// Attempts made.
     pub attempts: u32,
-    /// The last failure, e.g. `HTTP 500` or `timed out after 30s`.
-    pub error: String,
+    /// The last failure; its text (e.g. `HTTP 500`, `timed out after 30s`)
+    /// is what a source writes where it parks the event.
+    pub error: Failure,
 }
 
 /// A source of events; see the module docs for the contract.

@@ -12,9 +12,10 @@ use mysql_async::{Conn, Statement, Value};
 use super::claimer::padded_names;
 use super::session::{self, cached, server_message};
 use super::statements;
+use crate::Result;
 use crate::config::SqlConfig;
 use crate::source::sql::claim::{KeeperSession, LockKey};
-use crate::{Error, Result};
+use crate::source::sql::{lease_rights_missing, lease_table_refused};
 
 /// Keys renewed per statement.
 const RENEW_CHUNK: usize = 256;
@@ -82,15 +83,11 @@ pub async fn lease_table(conn: &mut Conn, config: &SqlConfig) -> Result<()> {
         }
         // Another replica may have created it meanwhile.
         if !exists(conn).await? {
-            return Err(Error::config(
-                "KIPPER_SOURCE_URL",
-                format!(
-                    "cannot create the lease table kipper_poll_leases: {}; grant user {user:?} CREATE on the database, \
-                         or have an administrator create the table (README.md, \"The lease table\"): {}; \
-                         GRANT SELECT, INSERT, UPDATE, DELETE ON kipper_poll_leases TO {user}",
-                    server_message(&error),
-                    statements::CREATE_LEASES,
-                ),
+            return Err(lease_table_refused(
+                user,
+                &server_message(&error),
+                "the database",
+                statements::CREATE_LEASES,
             ));
         }
     }
@@ -98,14 +95,7 @@ pub async fn lease_table(conn: &mut Conn, config: &SqlConfig) -> Result<()> {
         match conn.query_drop(probe).await {
             Ok(()) => {}
             Err(mysql_async::Error::Server(error)) => {
-                return Err(Error::config(
-                    "KIPPER_SOURCE_URL",
-                    format!(
-                        "user {user:?} cannot use the lease table kipper_poll_leases: {}; \
-                         GRANT SELECT, INSERT, UPDATE, DELETE ON kipper_poll_leases TO {user}",
-                        error.message
-                    ),
-                ));
+                return Err(lease_rights_missing(user, &error.message));
             }
             Err(other) => return Err(other.into()),
         }

@@ -9,9 +9,10 @@ use tokio_postgres::{Client, Statement};
 
 use super::session::{self, db_message};
 use super::statements;
+use crate::Result;
 use crate::config::SqlConfig;
 use crate::source::sql::claim::{KeeperSession, LockKey};
-use crate::{Error, Result};
+use crate::source::sql::{lease_rights_missing, lease_table_refused};
 
 /// The keeper's session and its renewal statement.
 #[derive(Debug)]
@@ -70,15 +71,11 @@ pub async fn lease_table(client: &Client, config: &SqlConfig) -> Result<()> {
             return Err(error.into());
         }
         if !exists(client).await? {
-            return Err(Error::config(
-                "KIPPER_SOURCE_URL",
-                format!(
-                    "cannot create the lease table kipper_poll_leases: {}; grant user {user:?} CREATE on its schema, \
-                         or have an administrator create the table (README.md, \"The lease table\"): {}; \
-                         GRANT SELECT, INSERT, UPDATE, DELETE ON kipper_poll_leases TO {user}",
-                    db_message(&error),
-                    statements::CREATE_LEASES,
-                ),
+            return Err(lease_table_refused(
+                user,
+                &db_message(&error),
+                "its schema",
+                statements::CREATE_LEASES,
             ));
         }
     }
@@ -88,12 +85,6 @@ pub async fn lease_table(client: &Client, config: &SqlConfig) -> Result<()> {
         .try_get(0)?;
     match missing {
         None => Ok(()),
-        Some(missing) => Err(Error::config(
-            "KIPPER_SOURCE_URL",
-            format!(
-                "user {user:?} lacks {missing} on the lease table kipper_poll_leases; \
-                 GRANT SELECT, INSERT, UPDATE, DELETE ON kipper_poll_leases TO {user}"
-            ),
-        )),
+        Some(missing) => Err(lease_rights_missing(user, &format!("it lacks {missing}"))),
     }
 }

@@ -260,7 +260,7 @@ impl Source for RedisSource {
             .iter()
             .map(|d| queue::DeadLetter {
                 item: d.event.handle.clone(),
-                error: d.error.clone(),
+                error: d.error.to_string(),
                 attempts: d.attempts,
             })
             .collect();

@@ -132,6 +132,35 @@ pub const SWEEP_EVERY_TICKS: u32 = 60;
 /// The table of claim leases kipper-poll keeps in the user's database.
 pub const LEASE_TABLE: &str = "kipper_poll_leases";
 
+/// Bad configuration: the lease table cannot be created (`reason`, the
+/// server's words); the fix names where CREATE is needed (`place`) and the DDL.
+pub fn lease_table_refused(user: &str, reason: &str, place: &str, ddl: &str) -> crate::Error {
+    crate::Error::config(
+        "KIPPER_SOURCE_URL",
+        format!(
+            "cannot create the lease table {LEASE_TABLE}: {reason}; grant user {user:?} CREATE on {place}, \
+             or have an administrator create the table (README.md, \"The lease table\"): {ddl}; {}",
+            lease_grant(user)
+        ),
+    )
+}
+
+/// Bad configuration: the lease table exists but this user cannot use it
+/// (`problem`: the missing rights, or the server's words).
+pub fn lease_rights_missing(user: &str, problem: &str) -> crate::Error {
+    crate::Error::config(
+        "KIPPER_SOURCE_URL",
+        format!(
+            "user {user:?} cannot use the lease table {LEASE_TABLE}: {problem}; {}",
+            lease_grant(user)
+        ),
+    )
+}
+
+fn lease_grant(user: &str) -> String {
+    format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {LEASE_TABLE} TO {user}")
+}
+
 /// How long a lease lasts from its last renewal: the delivery timeout (the
 /// longest attempt), plus [`RESTART_MARGIN`], plus three renewal periods. The
 /// keeper fences its claim session once no renewal succeeded for two periods,

@@ -267,11 +267,22 @@ impl<D: Driver> SqlSource<D> {
     /// deadlock) the rows are let go, so they are not stuck locked by a
     /// session that goes on, and come back at a later claim.
     async fn or_let_go<T>(&mut self, result: Result<T>, locked: &[LockKey]) -> Result<T> {
-        if result.is_err() && !result.as_ref().is_err_and(D::breaks_session) {
+        if let Err(error) = &result
+            && !D::breaks_session(error)
+        {
             // The failure reported is the lease's.
             let _ = self.unlock(locked).await;
         }
         result
+    }
+
+    /// The leases a claim took of the `locked` keys it asked for: they join
+    /// the keeper's book; fewer than asked is logged.
+    fn book(&mut self, leased: Vec<LockKey>, locked: usize) -> HashSet<LockKey> {
+        let leased: HashSet<LockKey> = leased.into_iter().collect();
+        self.leases.add(leased.iter().copied());
+        refused_log::<D>(locked, leased.len());
+        leased
     }
 
     /// Rows given up: no longer held, their leases no longer renewed.
@@ -316,9 +327,7 @@ impl<D: Driver> SqlSource<D> {
             .lease_and_reread(&fresh, &locked, &current.stamp)
             .await;
         let (leased, mut events) = self.or_let_go(leased, &fresh).await?;
-        let leased: HashSet<LockKey> = leased.into_iter().collect();
-        self.leases.add(leased.iter().copied());
-        refused_log::<D>(fresh.len(), leased.len());
+        let leased = self.book(leased, fresh.len());
         // Only rows whose lease is committed are handed out.
         let mut seen = HashSet::with_capacity(events.len());
         events.retain(|e| leased.contains(&e.handle.key) && seen.insert(e.handle.key));
@@ -380,9 +389,8 @@ impl<D: Driver> SqlSource<D> {
             .collect();
         keys.sort_unstable();
         let leased = current.session.lease(&keys).await;
-        let leased: HashSet<LockKey> = self.or_let_go(leased, &keys).await?.into_iter().collect();
-        self.leases.add(leased.iter().copied());
-        refused_log::<D>(keys.len(), leased.len());
+        let leased = self.or_let_go(leased, &keys).await?;
+        let leased = self.book(leased, keys.len());
         events.retain(|e| leased.contains(&e.handle.key));
         let refused: Vec<LockKey> = keys.into_iter().filter(|k| !leased.contains(k)).collect();
         self.unlock(&refused).await?;
