@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use super::session::{self, db_message};
@@ -21,6 +22,9 @@ pub struct PgKeeper {
     renew: Statement,
     sweep: Statement,
     holder: Arc<str>,
+    config: Arc<SqlConfig>,
+    /// The compaction running in the background, if any.
+    compacting: Option<JoinHandle<()>>,
 }
 
 impl PgKeeper {
@@ -34,6 +38,8 @@ impl PgKeeper {
             renew,
             sweep,
             holder,
+            config: Arc::new(config.clone()),
+            compacting: None,
         })
     }
 }
@@ -50,6 +56,40 @@ impl KeeperSession for PgKeeper {
     async fn sweep(&mut self) -> Result<u64> {
         Ok(self.client.execute(&self.sweep, &[]).await?)
     }
+
+    fn compact(&mut self) {
+        if self
+            .compacting
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
+            return;
+        }
+        let config = Arc::clone(&self.config);
+        self.compacting = Some(tokio::spawn(async move {
+            if let Err(error) = vacuum(&config).await {
+                tracing::debug!(message = "Compacting the lease table failed.", %error);
+            }
+        }));
+    }
+}
+
+impl Drop for PgKeeper {
+    fn drop(&mut self) {
+        if let Some(task) = self.compacting.take() {
+            task.abort();
+        }
+    }
+}
+
+/// VACUUMs the lease table on a short-lived connection of its own, so a slow
+/// one never holds up a renewal. A replica that does not own the table gets a
+/// warning from the server and changes nothing (autovacuum then has to keep
+/// up); one whose VACUUM of it already runs is skipped.
+async fn vacuum(config: &SqlConfig) -> Result<()> {
+    let client = session::connect(config).await?;
+    client.batch_execute(statements::VACUUM_LEASES).await?;
+    Ok(())
 }
 
 async fn exists(client: &Client) -> Result<bool> {

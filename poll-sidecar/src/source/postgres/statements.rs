@@ -144,6 +144,11 @@ pub fn sweep() -> String {
     )
 }
 
+/// Reclaims the space of deleted leases. `SKIP_LOCKED`: another replica's
+/// VACUUM of it is enough; `TRUNCATE false`: never takes the lock that would
+/// stall the lease statements to give pages back.
+pub const VACUUM_LEASES: &str = "VACUUM (SKIP_LOCKED, TRUNCATE false) kipper_poll_leases";
+
 /// Whether the lease table exists (on the search path).
 pub const LEASES_EXIST: &str = "SELECT to_regclass('kipper_poll_leases') IS NOT NULL";
 

@@ -252,4 +252,9 @@ pub trait KeeperSession: Debug + Send + 'static {
     ///
     /// [`SWEEP_AFTER`]: crate::source::sql::SWEEP_AFTER
     fn sweep(&mut self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Starts reclaiming the space of deleted leases in the background, unless
+    /// the last compaction still runs: it must never delay a renewal. Only
+    /// PostgreSQL needs it (a VACUUM; InnoDB purges deleted rows by itself).
+    fn compact(&mut self);
 }

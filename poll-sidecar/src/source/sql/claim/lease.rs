@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::driver::{Driver, KeeperSession};
 use super::key::LockKey;
-use crate::source::sql::{RENEW_EVERY, SWEEP_EVERY_TICKS};
+use crate::source::sql::{COMPACT_EVERY_TICKS, RENEW_EVERY, SWEEP_EVERY_TICKS};
 
 /// How long the keeper may go without a successful renewal before it fences
 /// the current claim session.
@@ -184,6 +184,11 @@ pub async fn keep<D: Driver>(
             && let Some(keeper) = session.as_mut()
         {
             sweep(keeper, D::KIND).await;
+        }
+        if ticks.is_multiple_of(COMPACT_EVERY_TICKS)
+            && let Some(keeper) = session.as_mut()
+        {
+            keeper.compact();
         }
         ticks = ticks.wrapping_add(1);
         let sent = Instant::now();

@@ -90,6 +90,8 @@ impl KeeperSession for FakeKeeper {
     async fn sweep(&mut self) -> Result<u64> {
         Ok(0)
     }
+
+    fn compact(&mut self) {}
 }
 
 #[derive(Debug)]
