@@ -65,6 +65,32 @@ fn accepted(handler: &Handler) -> usize {
         .count()
 }
 
+/// The replicas' reconnects, summed from their `/metrics`.
+fn reconnects(replicas: &[(Sidecar, u16)]) -> u64 {
+    replicas
+        .iter()
+        .map(|(_, admin)| {
+            http_get(*admin, "/metrics")
+                .lines()
+                .find_map(|l| l.strip_prefix("kipper_poll_source_reconnects_total "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .expect("the reconnect counter on /metrics")
+        })
+        .sum()
+}
+
+/// Waits until a replica counted the outage and its end: a replica that
+/// was idle when the server went (a loaded machine may let the run finish
+/// first) sees it at its next poll.
+async fn outage_counted(replicas: &[(Sidecar, u16)]) {
+    wait_until(
+        "a replica counts the outage and its end",
+        LONG,
+        async || reconnects(replicas) >= 1,
+    )
+    .await;
+}
+
 /// What every restart test asserts once the run is over.
 fn check(
     handler: &Handler,
@@ -85,20 +111,14 @@ fn check(
         .filter_map(|d| ids(&d.body))
         .collect();
     assert_eq!(delivered.len(), EVENTS, "every event delivered");
-    let mut reconnects = 0;
-    for (sidecar, admin) in replicas.iter_mut() {
+    for (sidecar, _) in replicas.iter_mut() {
         assert!(
             sidecar.exited().is_none(),
             "a replica exited: {}",
             sidecar.log()
         );
-        let metrics = http_get(*admin, "/metrics");
-        reconnects += metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("kipper_poll_source_reconnects_total "))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .expect("the reconnect counter on /metrics");
     }
+    let reconnects = reconnects(replicas);
     assert!(reconnects >= 1, "the outage was seen and ended");
     eprintln!(
         "restart test: {} deliveries of {EVENTS} events, {reconnects} reconnects, 0 concurrent duplicates",
@@ -127,6 +147,7 @@ async fn sql_restart(db: Db, url: String, n: usize, restart: impl FnOnce()) {
         db.with_status(&t, "done").await == EVENTS as i64
     })
     .await;
+    outage_counted(&replicas).await;
     check(&handler, &mut replicas, |body| body["id"].as_i64());
     assert!(
         replicas
@@ -228,6 +249,7 @@ async fn redis_restart_mid_run_three_replicas_then_dead_consumers_leave_nothing(
         waiting == 0 && held == 0
     })
     .await;
+    outage_counted(&replicas).await;
     check(&handler, &mut replicas, |body| body["n"].as_i64());
 
     // Two consumers die holding items; the third recovers them and their keys.
@@ -376,6 +398,7 @@ async fn sql_sessions_killed(db: Db, urls: [String; 3], mut kill: impl AsyncFnMu
         db.with_status(&t, "done").await == EVENTS as i64
     })
     .await;
+    outage_counted(&replicas).await;
     check(&handler, &mut replicas, |body| body["id"].as_i64());
 }
 

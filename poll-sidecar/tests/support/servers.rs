@@ -144,14 +144,29 @@ pub struct PrivateMariadb {
 impl PrivateMariadb {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        run(
-            "mariadb-install-db (MariaDB server packages are required)",
+        let data = dir.path().join("data");
+        let install = || {
             Command::new("mariadb-install-db")
                 .arg("--no-defaults")
-                .arg(format!("--datadir={}", dir.path().join("data").display()))
+                .arg(format!("--datadir={}", data.display()))
                 .arg("--user=root")
                 .arg("--auth-root-authentication-method=normal")
-                .arg("--skip-test-db"),
+                .arg("--skip-test-db")
+                .output()
+                .expect("mariadb-install-db (MariaDB server packages are required)")
+        };
+        // Its bootstrap server failed once with the whole restart suite
+        // running on two cores; a second try in a fresh directory settles it.
+        let mut out = install();
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&data);
+            out = install();
+        }
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed twice: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         let mut server = Self {
             port: free_port(),
