@@ -11,13 +11,6 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-// Every event allocates its body, request and futures and frees them within
-// milliseconds: mimalloc's thread-local free lists serve that churn with less
-// CPU than glibc's malloc (bench-poll postgres: glibc spent ~15% of the
-// process's CPU in malloc/free and its consolidation).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Bad configuration: the one line on stderr and exit code 2.
 fn refused(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("kipper-poll: {error}");
