@@ -118,6 +118,8 @@ pub struct Measured {
     pub cpu_seconds: Option<f64>,
     /// Its peak RSS.
     pub peak_rss_mib: Option<f64>,
+    /// CPU seconds of the whole machine over the same span (database and handler included).
+    pub machine_cpu_seconds: Option<f64>,
     /// Median delivery attempt (POST round trip).
     pub p50_ms: Option<f64>,
     /// 99th percentile of the same.
@@ -187,6 +189,7 @@ async fn drain<B: Backlog>(
         });
     }
     let mut cpu_at_start = 0.0;
+    let mut machine_at_start = process::machine_busy_seconds();
     if peer {
         // The clock starts when the worker runs: Node's module loading is not the queue's cost.
         loop {
@@ -204,6 +207,7 @@ async fn drain<B: Backlog>(
         }
         started = Instant::now();
         cpu_at_start = process::cpu_seconds(pid).unwrap_or(0.0);
+        machine_at_start = process::machine_busy_seconds();
     }
     let counts_posts = worker != Worker::Peer { in_process: true };
     let mut finished = false;
@@ -221,6 +225,9 @@ async fn drain<B: Backlog>(
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = process::cpu_seconds(pid).map(|c| c - cpu_at_start);
+    let machine_cpu_seconds = process::machine_busy_seconds()
+        .zip(machine_at_start)
+        .map(|(end, start)| end - start);
     let peak_rss_mib = process::peak_rss_mib(pid);
     let (p50_ms, p99_ms) = match worker {
         Worker::KipperPoll => {
@@ -251,6 +258,7 @@ async fn drain<B: Backlog>(
         seconds,
         cpu_seconds,
         peak_rss_mib,
+        machine_cpu_seconds,
         p50_ms,
         p99_ms,
         finished,
@@ -368,7 +376,11 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
 
     eprintln!("bench-poll: source ceiling (claim + acknowledge, no HTTP) ...");
     Workload::seed(&mut workload, options.rows).await?;
+    let machine_before = process::machine_busy_seconds();
     let source_rate = workload.source_ceiling(options.rows).await;
+    let source_machine_us = process::machine_busy_seconds()
+        .zip(machine_before)
+        .map(|(end, start)| (end - start) * 1e6 / options.rows as f64);
     Workload::cleanup(&mut workload).await;
     let source_rate = source_rate?;
     eprintln!("bench-poll: further ceilings of the source ...");
@@ -382,6 +394,7 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
         rows: options.rows,
         runs,
         source_rate,
+        source_machine_us,
         handler_rate,
         extra,
     };
@@ -411,8 +424,17 @@ pub async fn run<W: Workload>(mut workload: W, options: Options) -> anyhow::Resu
     }
     println!(
         "  machine: {cpus} CPUs, load average {load_before:.2} before / {load_after:.2} after; \
-         p50/p99 = one delivery attempt (kipper-poll's histogram), CPU % of one core"
+         p50/p99 = one delivery attempt (kipper-poll's histogram), CPU % of one core; \
+         machine µs/event = CPU time of every process on the machine (database, handler, sidecar) per event"
     );
+    if let Some(bound) = summary.cpu_bound() {
+        println!(
+            "  CPU bound: the source ceiling costs {:.0} µs of machine CPU per event, kipper-poll {:.0} µs \
+             (the HTTP hop: its client and the handler); at the same CPU use kipper-poll reaches \
+             {:.2} of the source ceiling",
+            bound.ceiling_us, bound.ours_us, bound.ratio
+        );
+    }
     let chart =
         crate::peers::target_dir("bench-results").join(format!("poll-{}.svg", workload.name()));
     match summary.write_chart(&chart) {

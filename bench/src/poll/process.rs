@@ -15,6 +15,22 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// CPU seconds the whole machine has spent busy so far (every CPU, `/proc/stat`: all time but
+/// idle and iowait), so a phase's cost per event counts the database and the handler too.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let times: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = times.get(3)? + times.get(4)?;
+    Some((times.iter().sum::<f64>() - idle) / 100.0)
+}
+
 /// Peak resident set size (VmHWM) in MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -17,10 +17,23 @@ pub struct Summary {
     pub runs: Vec<Measured>,
     /// The source's claim + ack rate without HTTP.
     pub source_rate: f64,
+    /// Machine CPU µs per event of the source ceiling.
+    pub source_machine_us: Option<f64>,
     /// The handler's direct request rate.
     pub handler_rate: f64,
     /// Further ceilings (label, events/s).
     pub extra: Vec<(String, f64)>,
+}
+
+/// What the machine's CPU allows: kipper-poll's and the source ceiling's CPU per event.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuBound {
+    /// Machine CPU µs per event of the source ceiling.
+    pub ceiling_us: f64,
+    /// Machine CPU µs per event of kipper-poll's run.
+    pub ours_us: f64,
+    /// `ceiling_us / ours_us`: kipper-poll's share of the ceiling when both use the same CPU.
+    pub ratio: f64,
 }
 
 fn fmt(value: Option<f64>, decimals: usize) -> String {
@@ -30,6 +43,24 @@ fn fmt(value: Option<f64>, decimals: usize) -> String {
 impl Summary {
     fn ours(&self) -> f64 {
         self.runs.first().map_or(0.0, Measured::rate)
+    }
+
+    /// Machine CPU µs per event of drain `m`.
+    fn machine_us(m: &Measured) -> Option<f64> {
+        m.machine_cpu_seconds
+            .filter(|_| m.delivered > 0)
+            .map(|c| c * 1e6 / m.delivered as f64)
+    }
+
+    /// kipper-poll's and the source ceiling's CPU per event, when both were measured.
+    pub fn cpu_bound(&self) -> Option<CpuBound> {
+        let ceiling_us = self.source_machine_us?;
+        let ours_us = Self::machine_us(self.runs.first()?)?;
+        Some(CpuBound {
+            ceiling_us,
+            ours_us,
+            ratio: ceiling_us / ours_us,
+        })
     }
 
     /// The table: one row per drain, then the ceilings.
@@ -46,6 +77,7 @@ impl Summary {
                 "p99 ms",
                 "CPU %",
                 "peak RSS MiB",
+                "machine µs/event",
                 "vs source ceiling",
                 "vs handler ceiling",
                 "kipper-poll / this",
@@ -73,6 +105,7 @@ impl Summary {
                 fmt(m.p99_ms, 2),
                 fmt(m.cpu_seconds.map(|c| 100.0 * c / m.seconds), 0),
                 fmt(m.peak_rss_mib, 1),
+                fmt(Self::machine_us(m), 0),
                 format!("{:.2}", rate / self.source_rate),
                 format!("{:.2}", rate / self.handler_rate),
                 format!("{:.2}", ours / rate),
@@ -89,9 +122,15 @@ impl Summary {
                 self.handler_rate,
             ),
         ];
-        for (label, rate) in ceilings.iter().chain(&self.extra) {
+        for (i, (label, rate)) in ceilings.iter().chain(&self.extra).enumerate() {
             let mut row = vec![label.clone(), format!("{rate:.0}")];
             row.extend(std::iter::repeat_n(String::new(), 4));
+            // Only the source ceiling is measured alone on the machine.
+            row.push(if i == 0 {
+                fmt(self.source_machine_us, 0)
+            } else {
+                String::new()
+            });
             row.push(format!("{:.2}", rate / self.source_rate));
             row.push(format!("{:.2}", rate / self.handler_rate));
             row.push(format!("{:.2}", ours / rate));
