@@ -23,6 +23,8 @@ pub struct PgKeeper {
     sweep: Statement,
     holder: Arc<str>,
     config: Arc<SqlConfig>,
+    /// This user may VACUUM the lease table (else autovacuum alone keeps it small).
+    may_vacuum: bool,
     /// The compaction running in the background, if any.
     compacting: Option<JoinHandle<()>>,
 }
@@ -33,12 +35,24 @@ impl PgKeeper {
         let client = session::connect(config).await?;
         let renew = client.prepare(&statements::renew(config.lease_ttl)).await?;
         let sweep = client.prepare(&statements::sweep()).await?;
+        let may_vacuum = client
+            .query_opt(statements::MAY_VACUUM_LEASES, &[])
+            .await?
+            .and_then(|row| row.get::<_, Option<bool>>(0))
+            .unwrap_or(false);
+        if !may_vacuum {
+            tracing::info!(
+                message = "The lease table is not this user's to VACUUM (it needs the rights of the table's or the database's owner); autovacuum alone keeps it small.",
+                user = %config.connection.user
+            );
+        }
         Ok(Self {
             client,
             renew,
             sweep,
             holder,
             config: Arc::new(config.clone()),
+            may_vacuum,
             compacting: None,
         })
     }
@@ -58,10 +72,11 @@ impl KeeperSession for PgKeeper {
     }
 
     fn compact(&mut self) {
-        if self
-            .compacting
-            .as_ref()
-            .is_some_and(|task| !task.is_finished())
+        if !self.may_vacuum
+            || self
+                .compacting
+                .as_ref()
+                .is_some_and(|task| !task.is_finished())
         {
             return;
         }
@@ -83,11 +98,14 @@ impl Drop for PgKeeper {
 }
 
 /// VACUUMs the lease table on a short-lived connection of its own, so a slow
-/// one never holds up a renewal. A replica that does not own the table gets a
-/// warning from the server and changes nothing (autovacuum then has to keep
-/// up); one whose VACUUM of it already runs is skipped.
+/// one never holds up a renewal. Skipped, without a warning in this log, when
+/// another replica's VACUUM of it is running.
 async fn vacuum(config: &SqlConfig) -> Result<()> {
     let client = session::connect(config).await?;
+    // VACUUM cannot share a query string with another statement.
+    client
+        .batch_execute("SET client_min_messages = error")
+        .await?;
     client.batch_execute(statements::VACUUM_LEASES).await?;
     Ok(())
 }

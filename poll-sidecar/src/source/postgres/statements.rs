@@ -141,6 +141,12 @@ pub fn sweep() -> String {
 /// stall the lease statements to give pages back.
 pub const VACUUM_LEASES: &str = "VACUUM (SKIP_LOCKED, TRUNCATE false) kipper_poll_leases";
 
+/// Whether this user may VACUUM the lease table: it has the rights of the
+/// table's owner or of the database's owner (a superuser has every role's).
+pub const MAY_VACUUM_LEASES: &str = "SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE') \
+     FROM pg_class c, pg_database d \
+     WHERE c.oid = to_regclass('kipper_poll_leases') AND d.datname = current_database()";
+
 /// Whether the lease table exists (on the search path).
 pub const LEASES_EXIST: &str = "SELECT to_regclass('kipper_poll_leases') IS NOT NULL";
 
