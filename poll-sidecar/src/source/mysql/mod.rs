@@ -23,10 +23,8 @@ mod writer;
 
 use mysql_async::Value;
 
-use std::sync::Arc;
-
-use super::sql::claim::{Driver, Opened, SqlHandle, SqlSource, holder_id};
-use super::sql::{BoundColumns, fnv64, key_columns};
+use super::sql::claim::{Driver, DriverSettings, Opened, SqlHandle, SqlSource};
+use super::sql::fnv64;
 use crate::config::SqlConfig;
 use crate::{Error, Result};
 use keeper::MyKeeper;
@@ -47,14 +45,9 @@ pub type MyHandle = SqlHandle<MyValues>;
 /// with.
 #[derive(Debug, Clone)]
 pub struct MysqlDriver {
-    config: SqlConfig,
+    settings: DriverSettings,
     /// Namespaces this query's lock names.
     seed: u64,
-    /// The identity columns (the mark-done's placeholders).
-    keys: Vec<String>,
-    bound: BoundColumns,
-    /// This process's lease holder id.
-    holder: Arc<str>,
 }
 
 impl MysqlSource {
@@ -63,10 +56,7 @@ impl MysqlSource {
     pub async fn connect(config: &SqlConfig) -> Result<Self> {
         let driver = MysqlDriver {
             seed: fnv64(&config.query),
-            keys: key_columns(config.mark_done.as_ref()),
-            bound: BoundColumns::new(config.mark_done.as_ref(), config.mark_failed.as_ref()),
-            holder: holder_id().into(),
-            config: config.clone(),
+            settings: DriverSettings::new(config),
         };
         SqlSource::start(driver, config).await
     }
@@ -80,22 +70,20 @@ impl Driver for MysqlDriver {
     type Keeper = MyKeeper;
 
     async fn open_session(&self) -> Result<Opened<Session>> {
-        Session::open(
-            &self.config,
-            &self.keys,
-            &self.bound,
-            self.seed,
-            self.holder.clone(),
-        )
-        .await
+        Session::open(&self.settings, self.seed).await
     }
 
     async fn open_writer(&self) -> Result<Writer> {
-        Writer::open(&self.config, self.bound.clone()).await
+        Writer::open(&self.settings.config, self.settings.bound.clone()).await
     }
 
     async fn open_keeper(&self) -> Result<MyKeeper> {
-        MyKeeper::open(&self.config, self.seed, self.holder.clone()).await
+        MyKeeper::open(
+            &self.settings.config,
+            self.seed,
+            self.settings.holder.clone(),
+        )
+        .await
     }
 
     fn breaks_session(error: &Error) -> bool {

@@ -11,9 +11,9 @@ use mysql_async::{Conn, OptsBuilder, Statement};
 use super::json::Shape;
 use super::statements;
 use crate::config::SqlConfig;
-use crate::source::sql::claim::Opened;
+use crate::source::sql::WATCH_EVERY;
+use crate::source::sql::claim::{DriverSettings, Opened};
 use crate::source::sql::json::write_str;
-use crate::source::sql::{BoundColumns, WATCH_EVERY};
 use crate::{Error, Result};
 use tokio_util::sync::CancellationToken;
 
@@ -110,13 +110,13 @@ fn options(config: &SqlConfig) -> OptsBuilder {
 impl Session {
     /// Connects and prepares every statement, so a query or placeholder that
     /// does not fit fails at start, with one line.
-    pub async fn open(
-        config: &SqlConfig,
-        keys: &[String],
-        bound: &BoundColumns,
-        seed: u64,
-        holder: Arc<str>,
-    ) -> Result<Opened<Self>> {
+    pub async fn open(settings: &DriverSettings, seed: u64) -> Result<Opened<Self>> {
+        let DriverSettings {
+            config,
+            keys,
+            bound,
+            holder,
+        } = settings;
         let mut conn = connect(config).await?;
         lease_isolation(&mut conn).await?;
         let query = &config.query;
@@ -189,7 +189,7 @@ impl Session {
             leased: HashMap::new(),
             end_leases: HashMap::new(),
             lease_ttl: config.lease_ttl,
-            holder,
+            holder: holder.clone(),
             count: None,
             names,
             shapes,

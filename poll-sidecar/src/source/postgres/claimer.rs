@@ -15,11 +15,9 @@ use super::json::{self, Raw};
 use super::writer::RawParam;
 use super::{PgHandle, PgValues, session, statements};
 use crate::Result;
-use crate::config::SqlConfig;
 use crate::source::Claimed;
-use crate::source::sql::BoundColumns;
 use crate::source::sql::claim::{
-    ClaimSession, LockKey, Locked, Opened, Page, SqlEvent, Stamp, Unlock,
+    ClaimSession, DriverSettings, LockKey, Locked, Opened, Page, SqlEvent, Stamp, Unlock,
 };
 
 /// The claim session and its statements.
@@ -47,13 +45,13 @@ pub struct Claimer {
 
 impl Claimer {
     /// Connects and prepares the claim statements.
-    pub async fn open(
-        config: &SqlConfig,
-        keys: &[String],
-        bound: &BoundColumns,
-        seed: i64,
-        holder: Arc<str>,
-    ) -> Result<Opened<Self>> {
+    pub async fn open(settings: &DriverSettings, seed: i64) -> Result<Opened<Self>> {
+        let DriverSettings {
+            config,
+            keys,
+            bound,
+            holder,
+        } = settings;
         let (client, fence) = session::connect_fenced(config).await?;
         let columns = session::columns(&client, &config.query).await?;
         let mut key_types = Vec::new();
@@ -89,7 +87,7 @@ impl Claimer {
             unlock,
             relock,
             lease,
-            holder,
+            holder: holder.clone(),
             count: None,
             names: session::json_names(&columns),
             bound_at,

@@ -26,10 +26,8 @@ use bytes::Bytes;
 
 pub use json::{Raw, write_value};
 
-use std::sync::Arc;
-
-use super::sql::claim::{Driver, Opened, SqlHandle, SqlSource, holder_id};
-use super::sql::{BoundColumns, fnv64, key_columns};
+use super::sql::claim::{Driver, DriverSettings, Opened, SqlHandle, SqlSource};
+use super::sql::fnv64;
 use crate::config::SqlConfig;
 use crate::{Error, Result};
 use claimer::Claimer;
@@ -50,15 +48,10 @@ pub type PgHandle = SqlHandle<PgValues>;
 /// opened with.
 #[derive(Debug, Clone)]
 pub struct PostgresDriver {
-    config: SqlConfig,
+    settings: DriverSettings,
     /// Namespaces this query's advisory locks (63 bits: `hashtextextended`
     /// takes a bigint seed).
     seed: i64,
-    /// The identity columns (the mark-done's placeholders).
-    keys: Vec<String>,
-    bound: BoundColumns,
-    /// This process's lease holder id.
-    holder: Arc<str>,
 }
 
 impl PostgresSource {
@@ -67,10 +60,7 @@ impl PostgresSource {
     pub async fn connect(config: &SqlConfig) -> Result<Self> {
         let driver = PostgresDriver {
             seed: i64::from_ne_bytes(fnv64(&config.query).to_ne_bytes()) & 0x7fff_ffff_ffff,
-            keys: key_columns(config.mark_done.as_ref()),
-            bound: BoundColumns::new(config.mark_done.as_ref(), config.mark_failed.as_ref()),
-            holder: holder_id().into(),
-            config: config.clone(),
+            settings: DriverSettings::new(config),
         };
         SqlSource::start(driver, config).await
     }
@@ -84,22 +74,15 @@ impl Driver for PostgresDriver {
     type Keeper = PgKeeper;
 
     async fn open_session(&self) -> Result<Opened<Claimer>> {
-        Claimer::open(
-            &self.config,
-            &self.keys,
-            &self.bound,
-            self.seed,
-            self.holder.clone(),
-        )
-        .await
+        Claimer::open(&self.settings, self.seed).await
     }
 
     async fn open_writer(&self) -> Result<Writer> {
-        Writer::open(&self.config, self.bound.clone()).await
+        Writer::open(&self.settings.config, self.settings.bound.clone()).await
     }
 
     async fn open_keeper(&self) -> Result<PgKeeper> {
-        PgKeeper::open(&self.config, self.holder.clone()).await
+        PgKeeper::open(&self.settings.config, self.settings.holder.clone()).await
     }
 
     fn breaks_session(error: &Error) -> bool {

@@ -17,12 +17,16 @@
 use std::collections::HashSet;
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::key::{LockKey, SqlHandle, Stamp};
+use super::lease::holder_id;
+use crate::config::SqlConfig;
 use crate::source::Claimed;
+use crate::source::sql::{BoundColumns, key_columns};
 use crate::{Error, Result};
 
 /// A claimed event of a SQL source with values `V`.
@@ -31,6 +35,32 @@ pub type SqlEvent<V> = Claimed<SqlHandle<V>>;
 /// The keys leased and the rows read again, of
 /// [`ClaimSession::lease_and_reread`].
 pub type LeasedRows<V> = (Vec<LockKey>, Vec<SqlEvent<V>>);
+
+/// What every driver opens its sessions with, derived once from the
+/// configuration.
+#[derive(Debug, Clone)]
+pub struct DriverSettings {
+    /// The trigger's SQL configuration.
+    pub config: SqlConfig,
+    /// The identity columns (the mark-done's placeholders).
+    pub keys: Vec<String>,
+    /// The columns the mark-done and mark-failed bind.
+    pub bound: BoundColumns,
+    /// This process's lease holder id.
+    pub holder: Arc<str>,
+}
+
+impl DriverSettings {
+    /// The settings of `config`, with a fresh holder id.
+    pub fn new(config: &SqlConfig) -> Self {
+        Self {
+            config: config.clone(),
+            keys: key_columns(config.mark_done.as_ref()),
+            bound: BoundColumns::new(config.mark_done.as_ref(), config.mark_failed.as_ref()),
+            holder: holder_id().into(),
+        }
+    }
+}
 
 /// One database: how to open its sessions. Cloned once, into the keeper.
 pub trait Driver: Debug + Clone + Send + Sync + 'static {

@@ -49,8 +49,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use driver::{
-    ClaimSession, Driver, KeeperSession, Locked, Opened, Page, SqlEvent, Unlock, Which,
-    WriterSession, Written,
+    ClaimSession, Driver, DriverSettings, KeeperSession, Locked, Opened, Page, SqlEvent, Unlock,
+    Which, WriterSession, Written,
 };
 pub use key::{LockKey, SqlHandle, Stamp};
 pub use lease::{LAPSE, LeaseBook, holder_id};
