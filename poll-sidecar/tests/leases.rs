@@ -81,22 +81,7 @@ async fn a_user_without_create_is_refused_until_the_table_is_pre_created() {
          INSERT INTO {schema}.kipper_poll_leases VALUES (42, 'dead-replica', now() - interval '2 minutes')"
     ))
     .await;
-    let handler = Handler::start(0, &[]);
-    let mut env = support::base_env("postgres", &url, &handler.url());
-    env.push((
-        "KIPPER_QUERY".into(),
-        "SELECT * FROM orders WHERE status = 'pending'".into(),
-    ));
-    env.push((
-        "KIPPER_MARK_DONE".into(),
-        "UPDATE orders SET status = 'done' WHERE id = {{id}}".into(),
-    ));
-    let mut sidecar = Sidecar::start(&env);
-    let done = format!("SELECT COUNT(*) FROM {schema}.orders WHERE status = 'done'");
-    wait_until("every row done", Duration::from_secs(60), async || {
-        db.count(&done).await == 20
-    })
-    .await;
+    let (_handler, mut sidecar) = drain_orders(&db, &url, &schema, 20).await;
     assert!(sidecar.exited().is_none(), "{}", sidecar.log());
     // The table is the administrator's: the sidecar may not VACUUM it, so it
     // does not try (no warning every 2 s in its log or the server's).
@@ -123,6 +108,28 @@ async fn a_user_without_create_is_refused_until_the_table_is_pre_created() {
     .await;
 }
 
+/// Starts a sidecar on `schema.orders` as the user of `url` and waits until
+/// its `rows` rows are done; returns the handler and the running sidecar.
+async fn drain_orders(db: &Db, url: &str, schema: &str, rows: i64) -> (Handler, Sidecar) {
+    let handler = Handler::start(0, &[]);
+    let mut env = support::base_env("postgres", url, &handler.url());
+    env.push((
+        "KIPPER_QUERY".into(),
+        "SELECT * FROM orders WHERE status = 'pending'".into(),
+    ));
+    env.push((
+        "KIPPER_MARK_DONE".into(),
+        "UPDATE orders SET status = 'done' WHERE id = {{id}}".into(),
+    ));
+    let sidecar = Sidecar::start(&env);
+    let done = format!("SELECT COUNT(*) FROM {schema}.orders WHERE status = 'done'");
+    wait_until("every row done", Duration::from_secs(60), async || {
+        db.count(&done).await == rows
+    })
+    .await;
+    (handler, sidecar)
+}
+
 /// How often the lease table of `schema` was vacuumed other than by
 /// autovacuum (which PostgreSQL counts apart).
 fn vacuums(schema: &str) -> String {
@@ -146,22 +153,7 @@ async fn the_sidecar_vacuums_the_lease_table_it_created() {
     ))
     .await;
     let url = db.url().replacen("postgres@", &format!("{role}@"), 1);
-    let handler = Handler::start(0, &[]);
-    let mut env = support::base_env("postgres", &url, &handler.url());
-    env.push((
-        "KIPPER_QUERY".into(),
-        "SELECT * FROM orders WHERE status = 'pending'".into(),
-    ));
-    env.push((
-        "KIPPER_MARK_DONE".into(),
-        "UPDATE orders SET status = 'done' WHERE id = {{id}}".into(),
-    ));
-    let mut sidecar = Sidecar::start(&env);
-    let done = format!("SELECT COUNT(*) FROM {schema}.orders WHERE status = 'done'");
-    wait_until("every row done", Duration::from_secs(60), async || {
-        db.count(&done).await == 2000
-    })
-    .await;
+    let (_handler, mut sidecar) = drain_orders(&db, &url, &schema, 2000).await;
     wait_until(
         "the lease table vacuumed by the sidecar",
         Duration::from_secs(10),
